@@ -1,0 +1,5 @@
+"""``python -m grouping``: the same command line as the ``grouping`` script."""
+
+from grouping.cli import main
+
+main()
