@@ -1,0 +1,328 @@
+"""Run configuration: pydantic models, TOML presets and command-line overrides.
+
+Precedence, lowest first: model defaults, the preset, command-line options, ``--set key=value``.
+Everything is merged as plain dictionaries and validated once, at the edge, by :func:`build_config`;
+:func:`resolve` then fills ``auto`` plugin names and validates each plugin's own options against its
+``Config`` model, so the saved ``config.toml`` is complete and replays the run exactly.
+
+A plugin section (``dataset``, ``likelihood``, ``network``, ``updater``, ``noise``) holds the plugin's
+``name`` and, beside it, that plugin's own options (``dataset.objects = 5``). When an override changes
+the name, the options written for the old plugin are dropped: they belong to it, not to the new one.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from grouping.errors import ConfigError
+from grouping.interfaces import PluginKind
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+AUTO = "auto"
+DEFAULT_PRESET = "quickstart"
+PLUGIN_SECTIONS: tuple[PluginKind, ...] = ("dataset", "likelihood", "network", "updater", "noise")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class PluginSection(BaseModel):
+    """A plugin's name plus its own options, which the plugin's ``Config`` validates."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(min_length=1)
+
+    def options(self) -> dict[str, Any]:
+        """The plugin's own options: everything in the section except the core fields."""
+        core = set(type(self).model_fields)
+        return {k: v for k, v in self.model_dump().items() if k not in core}
+
+
+class DatasetSection(PluginSection):
+    name: str = Field(default="shapes", min_length=1)
+    train_size: int = Field(default=50_000, ge=1)
+    valid_size: int = Field(default=10_000, ge=1)
+    test_size: int = Field(default=10_000, ge=1)
+
+
+class LikelihoodSection(PluginSection):
+    #: ``auto`` takes the data set's ``default_likelihood``.
+    name: str = Field(default=AUTO, min_length=1)
+
+
+class NetworkSection(PluginSection):
+    name: str = Field(default="fc", min_length=1)
+
+
+class UpdaterSection(PluginSection):
+    name: str = Field(default="rnn-em", min_length=1)
+
+
+class NoiseSection(PluginSection):
+    #: ``auto`` takes the likelihood's ``default_noise`` (bitflip for binary data, spec 4.1).
+    name: str = Field(default=AUTO, min_length=1)
+
+
+class ModelConfig(_Strict):
+    """The unrolled EM procedure (spec 2, 3.2)."""
+
+    components: int = Field(default=3, ge=1, le=64, description="K, mixture components")
+    steps: int = Field(default=15, ge=1, le=1000, description="T, unrolled EM steps")
+    gradient_gamma: bool = Field(
+        default=True, description="let gradients flow through gamma (False = stop-gradient)"
+    )
+    loss_step_weights: Literal["last", "all"] | list[float] = Field(
+        default="last", description="'last', 'all' or one weight per step"
+    )
+    loss_inter_weight: float = Field(default=1.0, ge=0.0, allow_inf_nan=False)
+    pred_init: float = Field(default=0.0, allow_inf_nan=False, description="psi before step 1")
+
+    @model_validator(mode="after")
+    def _weights_match_steps(self) -> ModelConfig:
+        w = self.loss_step_weights
+        if isinstance(w, list):
+            if len(w) != self.steps:
+                raise ValueError(
+                    f"loss_step_weights has {len(w)} entries but steps is {self.steps}; "
+                    "give one weight per step, or 'last' or 'all'"
+                )
+            if not all(math.isfinite(v) and v >= 0 for v in w):
+                raise ValueError("loss_step_weights must be finite and >= 0")
+        return self
+
+    def step_weights(self) -> list[float]:
+        """One weight per EM step (spec 3.2)."""
+        w = self.loss_step_weights
+        if w == "last":
+            return [0.0] * (self.steps - 1) + [1.0]
+        if w == "all":
+            return [1.0] * self.steps
+        return list(w)
+
+
+class TrainConfig(_Strict):
+    """Optimisation and the training loop (spec 7)."""
+
+    lr: float = Field(default=1e-3, gt=0.0, le=10.0, allow_inf_nan=False)
+    batch_size: int = Field(default=64, ge=1)
+    epochs: int = Field(default=500, ge=1, description="maximum number of epochs")
+    patience: int = Field(default=10, ge=1, description="epochs without a better valid loss")
+    max_minutes: float | None = Field(
+        default=None, gt=0.0, allow_inf_nan=False, description="stop after this much training"
+    )
+    valid_samples: int | None = Field(
+        default=1000, ge=1, description="validate on the first N validation samples (None: all)"
+    )
+    device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N")
+    precision: Literal["fp32", "bf16"] = "fp32"
+    threads: int | None = Field(default=None, ge=1, description="CPU threads (None: all cores)")
+
+    @field_validator("device")
+    @classmethod
+    def _device_form(cls, v: str) -> str:
+        ok = v in ("auto", "cpu", "cuda", "mps") or (v.startswith("cuda:") and v[5:].isdigit())
+        if not ok:
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {v!r}")
+        return v
+
+
+class EvalConfig(_Strict):
+    """Scoring on the test split (spec 8.1)."""
+
+    batch_size: int = Field(default=100, ge=1)
+    samples: int | None = Field(default=None, ge=1, description="score the first N (None: all)")
+
+
+class RunConfig(_Strict):
+    """Everything that defines a run. Saved as ``config.toml`` in the run folder."""
+
+    preset: str = DEFAULT_PRESET
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
+    dataset: DatasetSection = DatasetSection()
+    likelihood: LikelihoodSection = LikelihoodSection()
+    network: NetworkSection = NetworkSection()
+    updater: UpdaterSection = UpdaterSection()
+    noise: NoiseSection = NoiseSection()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+
+    @model_validator(mode="after")
+    def _batch_fits(self) -> RunConfig:
+        if self.train.batch_size > self.dataset.train_size:
+            raise ValueError(
+                f"train.batch_size ({self.train.batch_size}) is larger than dataset.train_size "
+                f"({self.dataset.train_size}); use a batch of at most the split size"
+            )
+        return self
+
+    def section(self, kind: PluginKind) -> PluginSection:
+        section: PluginSection = getattr(self, kind)
+        return section
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(self.model_dump(mode="json", exclude_none=True))
+
+    def digest(self) -> str:
+        """A short hash of the config, stored in checkpoints to tell runs apart."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------------
+# presets and overrides
+
+
+def preset_names() -> list[str]:
+    folder = resources.files("grouping") / "presets"
+    return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file as a dictionary, or a one-line error."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"preset file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read preset {path}: {exc}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"preset {path} is not valid TOML: {exc}") from None
+
+
+def load_preset(preset: str) -> dict[str, Any]:
+    """A preset by name (shipped in ``grouping/presets``) or by path to a TOML file."""
+    path = Path(preset)
+    if preset.endswith(".toml") or path.is_file():
+        data = read_toml(path)
+        data.setdefault("preset", path.stem if path.name != "config.toml" else str(path.parent))
+        return data
+    if preset not in preset_names():
+        raise ConfigError(
+            f"unknown preset {preset!r}; valid: {', '.join(preset_names())} or a path to a .toml file"
+        )
+    resource = resources.files("grouping") / "presets" / f"{preset}.toml"
+    data = tomllib.loads(resource.read_text(encoding="utf-8"))
+    data["preset"] = preset
+    return data
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value: a TOML literal when it parses as one (5, 0.1, true, [1, 2], "x"),
+    otherwise the plain string (so ``--set dataset.path=/data/x.h5`` needs no quotes)."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_assignment(item: str) -> tuple[list[str], Any]:
+    """``a.b=c`` -> (["a", "b"], parsed c)."""
+    key, sep, value = item.partition("=")
+    parts = key.strip().split(".")
+    if not sep or not all(p.strip() for p in parts):
+        raise ConfigError(f"--set expects dotted.key=value, got {item!r}")
+    return [p.strip() for p in parts], parse_value(value.strip())
+
+
+def assignments_to_dict(items: list[str]) -> dict[str, Any]:
+    """Turn ``--set`` items into one nested dictionary."""
+    out: dict[str, Any] = {}
+    for item in items:
+        path, value = parse_assignment(item)
+        node = out
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item!r} conflicts with an earlier --set of {part!r}")
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``override`` into a copy of ``base``. A plugin section whose name changes keeps
+    only the core fields of the base (the old plugin's options do not apply to the new one)."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        old = out.get(key)
+        if isinstance(value, dict) and isinstance(old, dict):
+            if key in PLUGIN_SECTIONS and "name" in value and value["name"] != old.get("name"):
+                core = set(_SECTION_MODELS[key].model_fields)
+                old = {k: v for k, v in old.items() if k in core}
+            out[key] = merge(old, value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+_SECTION_MODELS: dict[str, type[PluginSection]] = {
+    "dataset": DatasetSection,
+    "likelihood": LikelihoodSection,
+    "network": NetworkSection,
+    "updater": UpdaterSection,
+    "noise": NoiseSection,
+}
+
+
+def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    """One line naming each bad key, its rule and the value given."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if p != "__root__")
+        key = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "config"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        given = err.get("input")
+        shown = "" if isinstance(given, dict) or given is None else f" (got {given!r})"
+        parts.append(f"{key}: {msg}{shown}")
+    return "invalid config: " + "; ".join(parts)
+
+
+def build_config(
+    preset: str | None = None,
+    options: dict[str, Any] | None = None,
+    assignments: list[str] | None = None,
+) -> RunConfig:
+    """Defaults < preset < command-line options < ``--set`` assignments, validated once."""
+    data: dict[str, Any] = load_preset(preset or DEFAULT_PRESET)
+    data = merge(data, options or {})
+    data = merge(data, assignments_to_dict(assignments or []))
+    return validate(data)
+
+
+def validate(data: dict[str, Any]) -> RunConfig:
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+
+
+def load_config_file(path: Path) -> RunConfig:
+    """A saved ``config.toml``, validated."""
+    return validate(read_toml(path))
