@@ -1,0 +1,248 @@
+"""Convolutional component network ``conv`` (spec 5.1, 5.3, 5.4).
+
+One plugin covers both convolutional networks of the original code; only the sizes differ:
+
+* flying shapes (spec 5.3, 28x28x1) is the default ``Config()``: conv 32, conv 64, fc 512,
+  RNN 100, fc 512, fc 7*7*64, up-conv 32, up-conv C. 3,403,389 parameters.
+* flying MNIST (spec 5.4, 24x24x1) is ``Config(encoder_channels=(32, 64, 128), hidden=250,
+  input_norm=True)``. 1,835,091 parameters.
+
+Layers follow the TF 1.2 conventions of spec 5.1: every encoder layer is conv/fc -> layer norm ->
+ELU, every decoder layer is fc/conv -> layer norm -> ReLU, except the last decoder layer, which has
+neither: the network returns the raw output and the likelihood applies its activation. Layer norm is
+the TF flavour (statistics over all non-batch axes, per-channel gain and bias, eps 1e-12):
+fc -> ``LayerNorm(n)``, conv maps -> ``GroupNorm(1, C)``. Convolutions use kernel 4 and TF ``SAME``
+padding; flattening between conv maps and fc layers uses TF's NHWC order. Weights are
+Glorot-uniform, biases zero (spec 11, pitfall 6).
+
+The recurrent layer (spec 5.1, "rnn" with sigmoid) is one affine map on the concatenation of the
+encoder output e and the previous hidden state: a = W [e; h_prev] + b. The new state is
+h = sigmoid(a) (never layer-normalised; it starts at zero, spec 2.6), and the decoder reads
+sigmoid(LN(a)) (just h without layer norm). ``decode`` takes that representation. With
+``NetworkSpec.recurrent`` False (N-EM) the encoder, ``W``, ``b`` and the layer norm of the RNN's
+output path are not built: N-EM feeds ``decode`` sigmoid(theta) itself.
+
+Deviation from the original code (spec 11, pitfall 4): ``input_norm`` divides by
+sqrt(var + ``INPUT_NORM_EPS``) instead of sqrt(var), so that a constant input gives zeros (and
+finite gradients) instead of NaN. The epsilon is far below the variance of any non-constant image,
+so other inputs are unaffected.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import Tensor, nn
+
+from grouping.hookspecs import Register, hookimpl
+from grouping.interfaces import Network, NetworkSpec, PluginConfig
+
+#: Epsilon added to the variance in ``input_norm`` (documented deviation: the original has none).
+INPUT_NORM_EPS = 1e-12
+#: Layer norm epsilon of TF 1.2 ``slim.layer_norm`` (spec 5.1).
+LAYER_NORM_EPS = 1e-12
+
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+def _same_padding(kernel: int, stride: int) -> tuple[int, int]:
+    """TF ``SAME`` padding (before, after) of one axis whose size is divisible by ``stride``."""
+    total = max(kernel - stride, 0)
+    return total // 2, total - total // 2
+
+
+def _fc_norm(n: int, enabled: bool) -> nn.Module:
+    """TF-style layer norm of a feature vector (N, n), or identity."""
+    return nn.LayerNorm(n, eps=LAYER_NORM_EPS) if enabled else nn.Identity()
+
+
+def _map_norm(channels: int, enabled: bool) -> nn.Module:
+    """TF-style layer norm of a conv map (N, C, H, W): over C, H, W jointly, per-channel affine."""
+    return nn.GroupNorm(1, channels, eps=LAYER_NORM_EPS) if enabled else nn.Identity()
+
+
+class _SameConv(nn.Module):
+    """Conv2d with TF ``SAME`` padding (possibly asymmetric) on maps (N, C, H, W)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int) -> None:
+        super().__init__()
+        before, after = _same_padding(kernel, stride)
+        self.pad = (before, after, before, after)  # (left, right, top, bottom) for F.pad
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel, stride=stride)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if any(self.pad):
+            x = F.pad(x, self.pad)
+        return self.conv(x)
+
+
+class _UpConv(nn.Module):
+    """TF "r_conv": nearest-neighbour resize x2, then a stride-1 ``SAME`` conv (N, C, H, W)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int) -> None:
+        super().__init__()
+        self.conv = _SameConv(in_channels, out_channels, kernel, stride=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.interpolate(x, scale_factor=2.0, mode="nearest")  # (N, C, 2H, 2W)
+        return self.conv(x)
+
+
+class ConvNetwork(Network):
+    """Conv encoder -> sigmoid RNN -> resize-conv decoder (spec 5.3 flying shapes, 5.4 MNIST).
+
+    Input and output are channels-last, (N, H, W, C); the state is (N, ``hidden``).
+    """
+
+    name: ClassVar[str] = "conv"
+    description: ClassVar[str] = (
+        "conv encoder, sigmoid RNN, resize-conv decoder (flying shapes / MNIST, spec 5.3, 5.4)"
+    )
+
+    class Config(PluginConfig):
+        """Sizes of the convolutional network. Defaults are flying shapes (spec 5.3)."""
+
+        #: Output channels of the stride-2 encoder convs; the decoder mirrors them in reverse.
+        encoder_channels: tuple[PositiveInt, ...] = Field(default=(32, 64), min_length=1)
+        #: Width of the encoder's fc layer after the convs (the RNN's input size).
+        encoder_fc: PositiveInt = 512
+        #: RNN size S, the length of a component's state.
+        hidden: PositiveInt = 100
+        #: Width of the decoder's first fc layer.
+        decoder_fc: PositiveInt = 512
+        #: TF-style layer norm on every layer but the last decoder layer and the recurrent state.
+        layer_norm: bool = True
+        #: Standardise each copy's input by its own mean and population std (flying MNIST).
+        input_norm: bool = False
+        #: Square kernel size of every conv.
+        kernel: PositiveInt = 4
+
+    config: Config
+
+    def __init__(self, config: PluginConfig, spec: NetworkSpec) -> None:
+        if not isinstance(config, ConvNetwork.Config):
+            config = ConvNetwork.Config.model_validate(config.model_dump())
+        super().__init__(config, spec)
+        cfg = self.config
+        height, width, channels = spec.image_shape
+        layers = len(cfg.encoder_channels)
+        factor = 2**layers
+        if min(height, width, channels) <= 0 or height % factor or width % factor:
+            raise ValueError(
+                f"conv network: image size {height}x{width}x{channels} does not fit "
+                f"{layers} stride-2 layers (encoder_channels={cfg.encoder_channels}): "
+                f"H and W must be positive multiples of 2**{layers} = {factor}"
+            )
+        self.image_shape = (height, width, channels)
+        #: spatial size (h, w) and channels of the innermost conv map
+        self.bottleneck = (height // factor, width // factor, cfg.encoder_channels[-1])
+        flat = self.bottleneck[0] * self.bottleneck[1] * self.bottleneck[2]
+        ln = cfg.layer_norm
+
+        # encoder and recurrent layer: only when the network is driven as a recurrent cell
+        self.encoder_convs: nn.ModuleList | None = None
+        self.encoder_fc: nn.Sequential | None = None
+        self.rnn: nn.Linear | None = None
+        self.rnn_norm: nn.Module | None = None
+        if spec.recurrent:
+            convs: list[nn.Module] = []
+            in_ch = channels
+            for out_ch in cfg.encoder_channels:
+                convs.append(
+                    nn.Sequential(
+                        _SameConv(in_ch, out_ch, cfg.kernel, stride=2),
+                        _map_norm(out_ch, ln),
+                        nn.ELU(),
+                    )
+                )
+                in_ch = out_ch
+            self.encoder_convs = nn.ModuleList(convs)
+            self.encoder_fc = nn.Sequential(
+                nn.Linear(flat, cfg.encoder_fc), _fc_norm(cfg.encoder_fc, ln), nn.ELU()
+            )
+            self.rnn = nn.Linear(cfg.encoder_fc + cfg.hidden, cfg.hidden)
+            # layer norm of the RNN's output path, not of its state (spec 5.1)
+            self.rnn_norm = _fc_norm(cfg.hidden, ln)
+
+        self.decoder_fc = nn.Sequential(
+            nn.Linear(cfg.hidden, cfg.decoder_fc),
+            _fc_norm(cfg.decoder_fc, ln),
+            nn.ReLU(),
+            nn.Linear(cfg.decoder_fc, flat),
+            _fc_norm(flat, ln),
+            nn.ReLU(),
+        )
+        reversed_channels = cfg.encoder_channels[::-1]
+        ups: list[nn.Module] = []
+        for i, in_ch in enumerate(reversed_channels):
+            last = i == layers - 1
+            out_ch = channels if last else reversed_channels[i + 1]
+            up = _UpConv(in_ch, out_ch, cfg.kernel)
+            ups.append(up if last else nn.Sequential(up, _map_norm(out_ch, ln), nn.ReLU()))
+        self.decoder_convs = nn.ModuleList(ups)
+
+        self.reset_parameters()
+
+    @property
+    def state_size(self) -> int:
+        return self.config.hidden
+
+    def reset_parameters(self) -> None:
+        """Glorot-uniform weights, zero biases, layer norm gain 1 and bias 0 (TF/slim defaults)."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear | nn.Conv2d):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm | nn.GroupNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def normalize_input(self, u: Tensor) -> Tensor:
+        """Standardise each copy (N, H, W, C) by its own mean and population std over H*W*C.
+
+        Deviation: ``INPUT_NORM_EPS`` is added to the variance (the original has no epsilon, so a
+        constant input gave NaN there and gives zeros here).
+        """
+        flat = u.reshape(u.shape[0], -1)  # (N, D)
+        var, mean = torch.var_mean(flat, dim=1, keepdim=True, unbiased=False)  # (N, 1) each
+        return ((flat - mean) * torch.rsqrt(var + INPUT_NORM_EPS)).reshape(u.shape)
+
+    def encode(self, u: Tensor) -> Tensor:
+        """Encoder output e (N, encoder_fc) of the masked difference u (N, H, W, C)."""
+        if self.encoder_convs is None or self.encoder_fc is None:
+            raise RuntimeError("conv network was built with recurrent=False: it has no encoder")
+        if self.config.input_norm:
+            u = self.normalize_input(u)
+        x = u.permute(0, 3, 1, 2)  # (N, C, H, W)
+        for layer in self.encoder_convs:
+            x = layer(x)  # (N, C_l, H / 2^l, W / 2^l)
+        x = x.permute(0, 2, 3, 1).flatten(1)  # (N, h * w * C_L), TF NHWC order
+        return self.encoder_fc(x)  # (N, encoder_fc)
+
+    def decode(self, h: Tensor) -> Tensor:
+        """Raw prediction (N, H, W, C) from a representation h (N, S) in (0, 1)."""
+        rows, cols, c = self.bottleneck
+        x = self.decoder_fc(h)  # (N, h * w * C_L)
+        x = x.reshape(-1, rows, cols, c).permute(0, 3, 1, 2)  # (N, C_L, h, w)
+        for layer in self.decoder_convs:
+            x = layer(x)  # (N, C_l, 2 h_l, 2 w_l)
+        return x.permute(0, 2, 3, 1).contiguous()  # (N, H, W, C)
+
+    def forward(self, u: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        """One step: u (N, H, W, C), state h (N, S) -> (raw (N, H, W, C), new state h (N, S))."""
+        if self.rnn is None or self.rnn_norm is None:
+            raise RuntimeError("conv network was built with recurrent=False: use decode()")
+        e = self.encode(u)  # (N, encoder_fc)
+        a = self.rnn(torch.cat([e, state], dim=1))  # (N, S)
+        h = torch.sigmoid(a)
+        return self.decode(torch.sigmoid(self.rnn_norm(a))), h
+
+
+@hookimpl
+def register_networks(register: Register) -> None:
+    """Register the ``conv`` network."""
+    register(ConvNetwork)

@@ -1,0 +1,44 @@
+"""Input corruptions (spec 4.1): bit flips for binary data, and none."""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+from torch import Tensor
+
+from grouping.hookspecs import hookimpl
+from grouping.interfaces import Noise, PluginConfig
+
+
+class BitflipNoise(Noise):
+    """x XOR n with n ~ Bernoulli(p) per pixel, for binary images."""
+
+    name = "bitflip"
+    description = "flip each binary pixel with probability p"
+
+    class Config(PluginConfig):
+        probability: float = Field(default=0.2, ge=0.0, le=1.0)
+
+    config: Config
+
+    def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        flip = (
+            torch.rand(x.shape, generator=generator, device=x.device) < self.config.probability
+        ).to(x.dtype)
+        return x + flip - 2.0 * x * flip
+
+
+class NoNoise(Noise):
+    """The clean input."""
+
+    name = "none"
+    description = "no corruption: the network sees the clean input"
+
+    def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        return x
+
+
+@hookimpl
+def register_noises(register):  # type: ignore[no-untyped-def]
+    register(BitflipNoise)
+    register(NoNoise)

@@ -1,0 +1,54 @@
+"""Static shapes (spec 6.3): 28x28 binary images of three sprites, generated from the seed."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from grouping.hookspecs import hookimpl
+from grouping.interfaces import SPLITS, ArraySplit, Dataset, PluginConfig, Split, SplitName
+from grouping_plugins.sprites import BOX, static_shapes
+
+
+class ShapesDataset(Dataset):
+    """Squares and (inverted) triangles at random positions; overlap and background are label 0.
+
+    Each split is generated once, on first use, from its own stream of the run's seed, so the test
+    split does not change when the training size does.
+    """
+
+    name = "shapes"
+    description = "static binary shapes, 28x28, 3 sprites (generated from the seed, spec 6.3)"
+
+    class Config(PluginConfig):
+        objects: int = Field(default=3, ge=1, le=20, description="sprites per image")
+        size: int = Field(default=28, ge=max(BOX), le=256, description="image height and width")
+
+    config: Config
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._splits: dict[SplitName, Split] = {}
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.config.size, self.config.size, 1)
+
+    @property
+    def binary(self) -> bool:
+        return True
+
+    def split(self, name: SplitName) -> Split:
+        if name not in self._splits:
+            rng = np.random.default_rng([self.seed, SPLITS.index(name)])
+            size = (self.config.size, self.config.size)
+            images, groups = static_shapes(self.sizes[name], rng, size, self.config.objects)
+            features = torch.from_numpy(images)[:, None, :, :, None]  # (N, 1, H, W, 1)
+            self._splits[name] = ArraySplit(features, torch.from_numpy(groups)[:, None])
+        return self._splits[name]
+
+
+@hookimpl
+def register_datasets(register):  # type: ignore[no-untyped-def]
+    register(ShapesDataset)

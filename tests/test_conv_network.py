@@ -1,0 +1,211 @@
+"""Tests of the convolutional component network ``conv`` (spec 5.1, 5.3, 5.4)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from grouping_plugins import conv
+from grouping_plugins.conv import ConvNetwork
+from pydantic import ValidationError
+from torch import nn
+
+from grouping.interfaces import Network, NetworkSpec
+
+SHAPES = ConvNetwork.Config()  # spec 5.3, flying shapes
+MNIST = ConvNetwork.Config(encoder_channels=(32, 64, 128), hidden=250, input_norm=True)  # 5.4
+
+
+def build(
+    config: ConvNetwork.Config = SHAPES,
+    shape: tuple[int, int, int] = (28, 28, 1),
+    recurrent: bool = True,
+    seed: int = 0,
+) -> ConvNetwork:
+    torch.manual_seed(seed)
+    return ConvNetwork(config, NetworkSpec(image_shape=shape, recurrent=recurrent))
+
+
+def count(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+@pytest.mark.parametrize(
+    ("config", "shape"),
+    [(SHAPES, (28, 28, 1)), (MNIST, (24, 24, 1)), (SHAPES, (32, 32, 3))],
+    ids=["shapes-28x28x1", "mnist-24x24x1", "rgb-32x32x3"],
+)
+def test_output_shapes(config: ConvNetwork.Config, shape: tuple[int, int, int]) -> None:
+    net = build(config, shape)
+    n = 5
+    u = torch.randn(n, *shape)  # (N, H, W, C)
+    state = net.initial_state(n, u.device, u.dtype)  # (N, S)
+    assert state.shape == (n, config.hidden) and net.state_size == config.hidden
+    raw, new_state = net(u, state)
+    assert raw.shape == (n, *shape)
+    assert new_state.shape == (n, config.hidden)
+    assert net.decode(new_state).shape == (n, *shape)
+    assert torch.isfinite(raw).all()
+
+
+def test_parameter_counts_match_spec() -> None:
+    assert count(build(SHAPES, (28, 28, 1))) == 3_403_389  # spec 5.3
+    assert count(build(MNIST, (24, 24, 1))) == 1_835_091  # spec 5.4
+
+
+def test_parameter_breakdown_flying_shapes() -> None:
+    net = build()
+    assert net.encoder_convs is not None and net.encoder_fc is not None and net.rnn is not None
+    assert count(net.encoder_convs) + count(net.encoder_fc) == 1_640_736
+    assert count(net.rnn) + count(net.rnn_norm) == 61_500
+    assert count(net.decoder_fc) + count(net.decoder_convs) == 1_701_153
+
+
+def test_forward_decodes_the_layer_normed_output_path() -> None:
+    net = build(MNIST, (24, 24, 1)).eval()
+    u = torch.randn(4, 24, 24, 1)
+    state = torch.rand(4, 250)
+    raw, h = net(u, state)
+    assert net.rnn is not None and net.rnn_norm is not None
+    a = net.rnn(torch.cat([net.encode(u), state], dim=1))
+    torch.testing.assert_close(h, torch.sigmoid(a), rtol=0, atol=0)
+    torch.testing.assert_close(raw, net.decode(torch.sigmoid(net.rnn_norm(a))), rtol=0, atol=0)
+    # without layer norm the decoder reads the new state itself
+    plain = build(ConvNetwork.Config(layer_norm=False)).eval()
+    raw, h = plain(torch.randn(2, 28, 28, 1), torch.zeros(2, 100))
+    torch.testing.assert_close(raw, plain.decode(h), rtol=0, atol=0)
+
+
+def test_rnn_is_one_affine_map_of_encoder_output_and_state() -> None:
+    net = build()
+    u = torch.randn(3, 28, 28, 1)
+    state = torch.rand(3, 100)
+    assert net.rnn is not None
+    e = net.encode(u)
+    expected = e @ net.rnn.weight[:, :512].T + state @ net.rnn.weight[:, 512:].T
+    _, h = net(u, state)
+    torch.testing.assert_close(h, torch.sigmoid(expected + net.rnn.bias))
+
+
+def test_not_recurrent_builds_decoder_only() -> None:
+    full = build()
+    net = build(recurrent=False)
+    assert net.encoder_convs is None and net.encoder_fc is None and net.rnn is None
+    assert count(net) == 1_701_153  # the decoder alone
+    assert count(net) < count(full)
+    raw = net.decode(torch.randn(2, 100))
+    assert raw.shape == (2, 28, 28, 1)
+    with pytest.raises(RuntimeError, match="recurrent=False"):
+        net(torch.zeros(2, 28, 28, 1), torch.zeros(2, 100))
+
+
+def test_init_zero_biases_and_xavier_bounds() -> None:
+    net = build(MNIST, (24, 24, 1))
+    weights = 0
+    for module in net.modules():
+        if isinstance(module, nn.Linear | nn.Conv2d):
+            weights += 1
+            assert module.bias is not None and torch.count_nonzero(module.bias) == 0
+            w = module.weight
+            receptive = w[0, 0].numel() if w.ndim == 4 else 1
+            fan_in, fan_out = w.shape[1] * receptive, w.shape[0] * receptive
+            bound = math.sqrt(6.0 / (fan_in + fan_out))
+            assert w.abs().max() <= bound
+            # uniform over the whole Glorot range, not PyTorch's narrower default
+            assert w.abs().max() > 0.9 * bound
+        elif isinstance(module, nn.LayerNorm | nn.GroupNorm):
+            assert torch.all(module.weight == 1) and torch.all(module.bias == 0)
+            assert module.eps == 1e-12
+    assert weights == 3 + 1 + 1 + 2 + 3  # enc convs, enc fc, rnn, dec fcs, dec convs
+
+
+def test_tf_style_layer_norm_modules() -> None:
+    net = build()
+    kinds = [type(m) for m in net.modules() if isinstance(m, nn.LayerNorm | nn.GroupNorm)]
+    # enc: 2 conv maps + fc; rnn output; dec: 2 fc + 1 conv map (the last layer has none)
+    assert kinds.count(nn.GroupNorm) == 3 and kinds.count(nn.LayerNorm) == 4
+    assert all(m.num_groups == 1 for m in net.modules() if isinstance(m, nn.GroupNorm))
+    plain = build(ConvNetwork.Config(layer_norm=False))
+    assert not any(isinstance(m, nn.LayerNorm | nn.GroupNorm) for m in plain.modules())
+    assert plain(torch.randn(2, 28, 28, 1), torch.zeros(2, 100))[0].shape == (2, 28, 28, 1)
+
+
+def test_input_norm_standardises_each_copy() -> None:
+    net = build(MNIST, (24, 24, 1))
+    u = torch.rand(6, 24, 24, 1, dtype=torch.float64) * torch.arange(1, 7).view(6, 1, 1, 1) + 3
+    out = net.normalize_input(u).reshape(6, -1)
+    torch.testing.assert_close(out.mean(1), torch.zeros(6, dtype=torch.float64))
+    torch.testing.assert_close(out.std(1, unbiased=False), torch.ones(6, dtype=torch.float64))
+
+
+def test_input_norm_constant_input_is_finite() -> None:
+    net = build(MNIST, (24, 24, 1))
+    u = torch.full((3, 24, 24, 1), 0.5, requires_grad=True)
+    assert torch.all(net.normalize_input(u) == 0)
+    raw, state = net(u, torch.zeros(3, 250))
+    assert torch.isfinite(raw).all() and torch.isfinite(state).all()
+    raw.sum().backward()
+    assert u.grad is not None and torch.isfinite(u.grad).all()
+
+
+def test_input_norm_off_by_default() -> None:
+    net = build()
+    u = torch.randn(2, 28, 28, 1)
+    x = net.normalize_input(u)
+    assert not torch.allclose(net.encode(u), net.encode(x))
+
+
+@pytest.mark.parametrize("shape", [(28, 26, 1), (30, 28, 1)])
+def test_bad_image_size_raises(shape: tuple[int, int, int]) -> None:
+    with pytest.raises(ValueError, match=rf"{shape[0]}x{shape[1]}x1.*2\*\*2 = 4"):
+        build(SHAPES, shape)
+
+
+def test_deeper_encoder_needs_larger_multiple() -> None:
+    with pytest.raises(ValueError, match=r"28x28x1.*2\*\*3 = 8"):
+        build(MNIST, (28, 28, 1))  # 28 is not a multiple of 8
+
+
+def test_config_validation() -> None:
+    for bad in (
+        {"hidden": 0},
+        {"encoder_channels": ()},
+        {"encoder_channels": (32, -1)},
+        {"kernel": 0},
+        {"unknown": 1},
+    ):
+        with pytest.raises(ValidationError):
+            ConvNetwork.Config(**bad)
+    with pytest.raises(ValidationError):
+        SHAPES.hidden = 5  # type: ignore[misc]
+
+
+def test_gradient_reaches_every_parameter() -> None:
+    net = build(MNIST, (24, 24, 1))
+    u = torch.randn(4, 24, 24, 1)
+    state = torch.randn(4, 250)
+    raw, new_state = net(u, state)
+    (raw.square().sum() + new_state.sum()).backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None, name
+        assert torch.count_nonzero(p.grad) > 0, name
+
+
+def test_copies_are_independent() -> None:
+    net = build().eval()
+    u = torch.randn(4, 28, 28, 1)
+    state = torch.randn(4, 100)
+    raw, a = net(u, state)
+    raw1, a1 = net(u[2:3], state[2:3])
+    torch.testing.assert_close(raw1, raw[2:3])
+    torch.testing.assert_close(a1, a[2:3])
+
+
+def test_registers_through_hook() -> None:
+    got: list[type] = []
+    conv.register_networks(register=got.append)
+    assert got == [ConvNetwork]
+    assert issubclass(ConvNetwork, Network)
+    assert ConvNetwork.kind == "network" and ConvNetwork.name == "conv"
+    assert ConvNetwork.description and "\n" not in ConvNetwork.description
