@@ -1,0 +1,236 @@
+"""The ``grouping`` command line. It only parses and prints: each command calls the Python API.
+
+Bad input (an unknown plugin, an invalid config value, a missing file) is reported as one line on
+stderr with exit code 2 and no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from grouping import __version__
+from grouping.build import resolve
+from grouping.config import build_config
+from grouping.errors import GroupingError
+from grouping.registry import get_registry
+from grouping.train import train
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+err_console = Console(stderr=True)
+out_console = Console()
+
+
+class ProgressReporter:
+    """Shows epochs and batches as rich progress bars and each epoch's record as one line."""
+
+    def __init__(self, console: Console, epochs: int) -> None:
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
+        self.epochs_task: TaskID = self.progress.add_task("epochs", total=epochs, info="")
+        self.batch_task: TaskID | None = None
+
+    def __enter__(self) -> ProgressReporter:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def message(self, text: str) -> None:
+        self.console.print(text)
+
+    def epoch_start(self, epoch: int, batches: int) -> None:
+        if self.batch_task is not None:
+            self.progress.remove_task(self.batch_task)
+        self.batch_task = self.progress.add_task(f"epoch {epoch}", total=batches, info="")
+
+    def batch_end(self, epoch: int, batch: int, loss: float) -> None:
+        if self.batch_task is not None:
+            self.progress.update(self.batch_task, completed=batch, info=f"loss {loss:8.2f}")
+
+    def epoch_end(self, record: dict[str, Any]) -> None:
+        self.progress.advance(self.epochs_task)
+        mark = " *" if record.get("best") else ""
+        self.console.print(
+            f"epoch {record['epoch']:3d}  train loss {record['train_loss']:9.3f}  "
+            f"valid loss {record['valid_loss']:9.3f}  valid AMI {record['valid_ami']:.3f}  "
+            f"ARI {record['valid_ari']:.3f}  {record['images_per_s']:7.0f} img/s{mark}"
+        )
+
+
+class OneLineErrors(click.Group):
+    """A click group that reports user errors, its own and click's, as one line with exit code 2."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except GroupingError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except click.exceptions.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(130)
+        except click.ClickException as exc:
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="grouping")
+def cli() -> None:
+    """Unsupervised perceptual grouping with Neural Expectation Maximization."""
+
+
+def _run_options(f: F) -> F:
+    options = [
+        click.option("--preset", help="preset name or path to a .toml file (default: quickstart)"),
+        click.option("--updater", help="M-step plugin, e.g. rnn-em"),
+        click.option("--likelihood", help="pixel distribution plugin, e.g. bernoulli"),
+        click.option("--network", help="component network plugin, e.g. fc"),
+        click.option("--dataset", help="data set plugin, e.g. shapes"),
+        click.option("-k", "--components", type=int, help="K, mixture components"),
+        click.option("--steps", type=int, help="T, unrolled EM steps"),
+        click.option("--epochs", type=int, help="maximum epochs"),
+        click.option("--batch-size", type=int),
+        click.option("--lr", type=float, help="Adam learning rate"),
+        click.option("--train-size", type=int),
+        click.option("--valid-size", type=int),
+        click.option("--test-size", type=int),
+        click.option("--seed", type=int),
+        click.option("--device", help="auto, cpu, cuda or cuda:N"),
+        click.option("--max-minutes", type=float, help="stop training after this many minutes"),
+        click.option(
+            "--set",
+            "assignments",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="override any config key, e.g. --set noise.probability=0.2 (repeatable)",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def options_to_overrides(opts: dict[str, Any]) -> dict[str, Any]:
+    """Map command-line options onto the config's sections (only those given)."""
+    where = {
+        "updater": ("updater", "name"),
+        "likelihood": ("likelihood", "name"),
+        "network": ("network", "name"),
+        "dataset": ("dataset", "name"),
+        "components": ("model", "components"),
+        "steps": ("model", "steps"),
+        "epochs": ("train", "epochs"),
+        "batch_size": ("train", "batch_size"),
+        "lr": ("train", "lr"),
+        "train_size": ("dataset", "train_size"),
+        "valid_size": ("dataset", "valid_size"),
+        "test_size": ("dataset", "test_size"),
+        "device": ("train", "device"),
+        "max_minutes": ("train", "max_minutes"),
+    }
+    out: dict[str, Any] = {}
+    for key, value in opts.items():
+        if value is None:
+            continue
+        if key == "seed":
+            out["seed"] = value
+        elif key in where:
+            section, field = where[key]
+            out.setdefault(section, {})[field] = value
+    return out
+
+
+@cli.command("run")
+@_run_options
+@click.option("--out", type=click.Path(path_type=Path), help="run folder (default: runs/<stamp>)")
+@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
+def run_command(
+    preset: str | None, out: Path | None, as_json: bool, assignments: tuple[str, ...], **opts: Any
+) -> None:
+    """Train a model, test it and write a run folder."""
+    config = resolve(build_config(preset, options_to_overrides(opts), list(assignments)))
+    with ProgressReporter(err_console, config.train.epochs) as reporter:
+        result = train(config, out, reporter=reporter)
+    if as_json:
+        click.echo(json.dumps(result.summary, indent=2))
+        return
+    test = result.test
+    table = Table(title=f"test scores ({test['images']} images)")
+    for col in ("", "last step", "mean over steps"):
+        table.add_column(col)
+    table.add_row(
+        "AMI",
+        f"{test['ami']:.3f} ± {test['ami_std']:.3f}",
+        f"{test['ami_mean_over_steps']:.3f} ± {test['ami_mean_over_steps_std']:.3f}",
+    )
+    table.add_row(
+        "ARI",
+        f"{test['ari']:.3f} ± {test['ari_std']:.3f}",
+        f"{test['ari_mean_over_steps']:.3f} ± {test['ari_mean_over_steps_std']:.3f}",
+    )
+    out_console.print(table)
+    s = result.summary
+    out_console.print(
+        f"test AMI {test['ami']:.3f}  epochs {s['epochs']} (best {s['best_epoch']})  "
+        f"{s['train_images_per_s']:.0f} img/s  wall {s['wall_s']:.0f} s  -> {result.path}"
+    )
+
+
+@cli.command("list-plugins")
+@click.option("--json", "as_json", is_flag=True, help="print a JSON list")
+def list_plugins(as_json: bool) -> None:
+    """List every registered likelihood, network, updater, data set and noise."""
+    registry = get_registry()
+    rows = [info.as_dict() for info in registry]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title="grouping plugins")
+    for col in ("kind", "name", "description", "package"):
+        table.add_column(col)
+    for row in rows:
+        package = f"{row['package']} {row['version']}" if row["package"] else row["plugin"]
+        table.add_row(row["kind"], row["name"], row["description"], package)
+    out_console.print(table)
+    for name, reason in registry.failures.items():
+        err_console.print(f"[yellow]plugin {name!r} failed to load: {reason}[/yellow]")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    cli.main(args=argv, prog_name="grouping")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
