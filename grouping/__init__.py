@@ -19,6 +19,15 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 from grouping.config import RunConfig, build_config
 from grouping.hookspecs import hookimpl
+from grouping.stages import train_stages
 from grouping.train import RunResult, train
 
-__all__ = ["RunConfig", "RunResult", "__version__", "build_config", "hookimpl", "train"]
+__all__ = [
+    "RunConfig",
+    "RunResult",
+    "__version__",
+    "build_config",
+    "hookimpl",
+    "train",
+    "train_stages",
+]

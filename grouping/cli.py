@@ -26,7 +26,7 @@ from rich.table import Table
 
 from grouping import __version__
 from grouping.build import resolve
-from grouping.config import build_config
+from grouping.config import DEFAULT_PRESET, assignments_to_dict, build_config, implied_preset
 from grouping.errors import GroupingError
 from grouping.registry import get_registry
 from grouping.train import train
@@ -129,6 +129,11 @@ def _run_options(f: F) -> F:
         click.option("--device", help="auto, cpu, cuda or cuda:N"),
         click.option("--max-minutes", type=float, help="stop training after this many minutes"),
         click.option(
+            "--init-from",
+            metavar="RUN_DIR",
+            help="start from this run's best weights and optimizer state (stage-wise training)",
+        ),
+        click.option(
             "--set",
             "assignments",
             multiple=True,
@@ -158,6 +163,7 @@ def options_to_overrides(opts: dict[str, Any]) -> dict[str, Any]:
         "test_size": ("dataset", "test_size"),
         "device": ("train", "device"),
         "max_minutes": ("train", "max_minutes"),
+        "init_from": ("train", "init_from"),
     }
     out: dict[str, Any] = {}
     for key, value in opts.items():
@@ -179,7 +185,15 @@ def run_command(
     preset: str | None, out: Path | None, as_json: bool, assignments: tuple[str, ...], **opts: Any
 ) -> None:
     """Train a model, test it and write a run folder."""
-    config = resolve(build_config(preset, options_to_overrides(opts), list(assignments)))
+    overrides = options_to_overrides(opts)
+    if preset is None:
+        preset = implied_preset(overrides, assignments_to_dict(list(assignments)))
+        if preset != DEFAULT_PRESET:
+            err_console.print(
+                f"no --preset and no --dataset: using preset {preset!r}, the default of the "
+                "likelihood you chose"
+            )
+    config = resolve(build_config(preset, overrides, list(assignments)))
     with ProgressReporter(err_console, config.train.epochs) as reporter:
         result = train(config, out, reporter=reporter)
     if as_json:

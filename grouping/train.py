@@ -22,6 +22,7 @@ from grouping.checkpoint import load_checkpoint, save_checkpoint
 from grouping.config import RunConfig
 from grouping.device import resolve_device
 from grouping.evaluate import Scores, iterate_batches, score_split
+from grouping.init_from import init_from
 from grouping.registry import Registry
 from grouping.rundir import RunDir
 
@@ -102,6 +103,12 @@ class Trainer:
         self.generator = make_generator(self.device, self.config.seed)
         self.order_rng = np.random.default_rng([self.config.seed, 7])
         self.state = TrainState()
+        self.init_message: str | None = (
+            None  # before the run folder exists, so a mismatch leaves none behind
+        )
+        if self.config.train.init_from:
+            source = Path(self.config.train.init_from)
+            self.init_message = init_from(self.model, self.optimizer, source, self.device)
         self.rundir = RunDir.create(out, self.config)
 
     # -- checkpoints -------------------------------------------------------------------------------
@@ -245,12 +252,20 @@ def train(
     registry: Registry | None = None,
 ) -> RunResult:
     """Train a model from ``config`` into the run folder ``out`` and test it; the Python API of
-    ``grouping run``."""
+    ``grouping run``. A config with ``stages`` trains them in order (``grouping.stages``)."""
+    if config.stages:
+        from grouping.stages import train_stages  # stages builds on this module
+
+        return train_stages(config, out, reporter, registry)
     t0 = time.perf_counter()
     path = Path(out) if out is not None else RunDir.default_path(config.preset)
     trainer = Trainer(config, path, reporter, registry)
     reporter = trainer.reporter
     reporter.message(f"run folder: {trainer.rundir.path}")
+    source = trainer.parts.dataset.source()
+    for line in (source.get("description"), trainer.init_message):
+        if line:
+            reporter.message(str(line))
     state = trainer.fit()
     test = trainer.test()
     summary = {
@@ -265,7 +280,7 @@ def train(
         "wall_s": time.perf_counter() - t0,
         "device": str(trainer.device),
         "parameters": sum(p.numel() for p in trainer.model.parameters()),
-        "data_source": trainer.parts.dataset.source(),
+        "data_source": source,
         "config": trainer.config.model_dump(mode="json"),
     }
     trainer.rundir.write_summary(summary)
