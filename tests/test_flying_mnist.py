@@ -242,3 +242,22 @@ def test_a_missing_data_path_is_one_line_with_exit_code_2(
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "does not exist" in lines[0], result.output
     assert not (tmp_path / "runs").exists()  # failed before making a run folder
+
+
+@pytest.mark.parametrize("damage", ["truncated", "wrong magic"])
+def test_broken_mnist_files_are_one_line_with_exit_code_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_mnist(tmp_path / "data")
+    images = tmp_path / "data" / "train-images-idx3-ubyte"
+    data = images.read_bytes()
+    images.write_bytes(data[:-100] if damage == "truncated" else b"\0\0\x08\x01" + data[4:])
+    args = ["run", "--likelihood", "gaussian", "--set", f"dataset.path={tmp_path / 'data'}"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: ") and "Traceback" not in result.output
+    assert ("truncated IDX file" if damage == "truncated" else "wrong magic number") in lines[-1]
+    assert str(images) in lines[-1]
+    assert not (tmp_path / "runs").exists()
