@@ -112,7 +112,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--minutes", type=float, required=True, help="training budget per run")
-    p.add_argument("--seeds", type=int, default=5, help="seeds 0..S-1 for each updater")
+    p.add_argument("--seeds", type=int, default=5, help="number of seeds per updater")
+    p.add_argument("--first-seed", type=int, default=0, help="seeds are F, F+1, ..., F+S-1")
     p.add_argument("--json", type=Path, help="write the table rows to this JSON file")
     p.add_argument("--updaters", default="rnn-em,n-em", help="comma-separated, default both")
     p.add_argument(
@@ -132,8 +133,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--test-size", type=int, help="override the 10,000 test images")
     p.add_argument("--out", type=Path, help="folder for the run folders (default: a temp dir)")
     args = p.parse_args(argv)
-    if args.minutes <= 0 or args.seeds < 1 or args.jobs < 1:
-        p.error("--minutes must be > 0, --seeds and --jobs >= 1")
+    if args.minutes <= 0 or args.seeds < 1 or args.jobs < 1 or args.first_seed < 0:
+        p.error("--minutes must be > 0, --seeds and --jobs >= 1, --first-seed >= 0")
     args.updater_list = [u.strip() for u in args.updaters.split(",") if u.strip()]
     unknown = [u for u in args.updater_list if u not in PRESETS]
     if unknown:
@@ -146,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path(tempfile.mkdtemp(prefix="static-shapes-"))
     out.mkdir(parents=True, exist_ok=True)
     # seed-major order: the two updaters of one seed run side by side under the same load
-    jobs = [(u, s) for s in range(args.seeds) for u in args.updater_list]
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    jobs = [(u, s) for s in seeds for u in args.updater_list]
     print(
         f"{len(jobs)} runs of at most {args.minutes} min training each, "
         f"{'serial' if args.serial else f'{args.jobs} at a time'}, runs in {out}",

@@ -194,6 +194,7 @@ def test_the_preset_builds_the_paper_network_with_196001_parameters() -> None:
     model = assemble(config).model
     assert sum(p.numel() for p in model.parameters()) == 196_001
     assert model.updater.network.cell is None  # no recurrent weights built
+    assert model.updater.eta.item() == 1.0  # the documented positive start
 
 
 def test_the_engine_runs_n_em_and_the_loss_reaches_decoder_and_eta(tiny_config) -> None:  # type: ignore[no-untyped-def]
