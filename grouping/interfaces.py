@@ -64,6 +64,11 @@ class Likelihood(Plugin):
     #: preset (name or .toml path) of a run that names this likelihood but no preset and no data
     #: set; None keeps the default preset (``config.implied_preset``).
     default_preset: ClassVar[str | None] = None
+    #: True when ``activation`` is the distribution's canonical link (Bernoulli + sigmoid, Gaussian
+    #: + identity), so d log P(x | psi) / d raw = x - psi up to a constant factor: then the masked
+    #: difference gamma * (x - psi) is the gradient of Q with respect to the raw output, which the
+    #: ``n-em`` updater relies on (spec 2.5).
+    canonical_link: ClassVar[bool] = False
 
     def __init__(self, config: PluginConfig) -> None:
         self.config = config
@@ -130,6 +135,13 @@ class Network(nn.Module, Plugin):
     def decode(self, h: Tensor) -> Tensor:
         """Raw prediction (N, H, W, C) from a representation h (N, S), before the likelihood's
         activation."""
+
+    def decoder_weight(self) -> Tensor | None:
+        """W (D, S), D = H*W*C, when ``decode(h)`` is affine in h (W h + b, reshaped), else None.
+
+        Optional: it lets N-EM use the paper's closed-form, tied-weight step instead of autograd.
+        """
+        return None
 
     @abc.abstractmethod
     def forward(self, u: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:

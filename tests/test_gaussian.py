@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,8 +11,11 @@ from grouping_plugins.gaussian import GaussianLikelihood
 from grouping_plugins.noise import MaskedUniformNoise
 from pydantic import ValidationError
 
+from grouping.config import build_config
 from grouping.em import E_STEP_FLOOR, e_step, step_loss, upper_bound
 from grouping.registry import get_registry
+from grouping.train import train
+from tests.conftest import TINY
 
 GAUSS = GaussianLikelihood(GaussianLikelihood.Config())
 
@@ -115,3 +119,14 @@ def test_masked_uniform_edges_and_reproducibility() -> None:
     assert torch.equal(noisy(0.3, x, seed=5), noisy(0.3, x, seed=5))
     assert not torch.equal(noisy(0.3, x, seed=5), noisy(0.3, x, seed=6))
     assert noisy(0.3, x).shape == x.shape and noisy(0.3, x).dtype == x.dtype
+
+
+def test_n_em_accepts_gaussian_pixels(tmp_path: Path) -> None:
+    config = build_config(
+        "quickstart-flying-mnist",
+        assignments=[*TINY, "updater.name=n-em", "updater.eta_init=1.0", "train.threads=1"],
+    )
+    result = train(config, tmp_path / "nem")
+    assert GaussianLikelihood.canonical_link
+    assert result.summary["config"]["updater"]["name"] == "n-em"
+    assert math.isfinite(result.summary["best_valid_loss"])

@@ -29,6 +29,8 @@ class GaussianLikelihood(Likelihood):
     name = "gaussian"
     description = "Gaussian pixels (grey-scale images): squared error inside a cluster, KL outside"
     default_noise: ClassVar[str] = "masked-uniform"
+    #: identity: d log N(x; psi, sigma) / d psi = (x - psi) / sigma^2, so n-em applies (spec 2.5)
+    canonical_link: ClassVar[bool] = True
     #: Chosen by ``--likelihood gaussian`` when no data set and no preset are named: a few minutes of
     #: flying MNIST, from whatever digit source is available (see ``config.implied_preset``).
     default_preset: ClassVar[str | None] = "quickstart-flying-mnist"
