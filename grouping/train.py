@@ -170,9 +170,9 @@ class Trainer:
                 timed_out = True
                 break
         # sums and counts over ranks: each rank's loss is the mean over its share of the batch
-        total, count, images = self.dist.sum([sum(losses), len(losses), images], self.device)
+        total, count, seen = self.dist.sum([sum(losses), len(losses), images], self.device)
         mean = total / count if count else math.nan
-        return mean, time.perf_counter() - start, int(images), timed_out
+        return mean, time.perf_counter() - start, int(seen), timed_out
 
     def validate(self) -> Scores:
         cfg = self.config
