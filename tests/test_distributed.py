@@ -133,8 +133,18 @@ def test_grouping_run_nproc_2_trains_and_only_rank_0_writes(tmp_path: Path) -> N
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
     args = [f"--set={a}" for a in TINY]
     result = subprocess.run(
-        [sys.executable, "-m", "grouping", "run", "--nproc", "2", "--out", str(out), "--json"]
-        + args,
+        [
+            sys.executable,
+            "-m",
+            "grouping",
+            "run",
+            "--nproc",
+            "2",
+            "--out",
+            str(out),
+            "--json",
+            *args,
+        ],
         capture_output=True,
         text=True,
         env=env | {"OMP_NUM_THREADS": "1"},
