@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from grouping import distributed
 from grouping.build import resolve
 from grouping.config import RunConfig, merge, validate
 from grouping.errors import ConfigError, RunDirError
@@ -56,7 +57,9 @@ def train_stages(
     reporter = reporter or SilentReporter()
     configs = stage_configs(config, registry)
     root = Path(out) if out is not None else RunDir.default_path(config.preset)
-    _create_root(root, config)
+    main = distributed.is_main_process()  # under torchrun, one rank writes the shared files
+    if main:
+        _create_root(root, config)
     previous = config.train.init_from
     stages: list[dict[str, Any]] = []
     result: RunResult | None = None
@@ -92,7 +95,8 @@ def train_stages(
         "wall_s": time.perf_counter() - t0,
         "config": config.model_dump(mode="json"),
     }
-    RunDir(root).write_summary(summary)
+    if main:
+        RunDir(root).write_summary(summary)
     return RunResult(root, summary)
 
 
