@@ -27,7 +27,7 @@ BATCH = 8
 CONFIG = [
     *TINY,
     f"train.batch_size={BATCH}",
-    'noise.name="none"',  # quoted: a bare none unsets the key
+    "noise.name=none",
     "model.components=3",
     "model.loss_step_weights='all'",
     "train.precision='fp32'",

@@ -106,7 +106,7 @@ def test_bf16_matmuls_keep_elementwise_work_in_fp32() -> None:
 
 
 def test_train_step_in_bf16_updates_fp32_weights() -> None:
-    config = resolve(build_config("quickstart", assignments=[*TINY, 'noise.name="none"']))
+    config = resolve(build_config("quickstart", assignments=[*TINY, "noise.name=none"]))
     torch.manual_seed(0)
     parts = assemble(config)
     model = parts.model
