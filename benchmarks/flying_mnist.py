@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results = {t["regime"]: {**t, **s} for t, s in zip(trained, scored)}
     print(f"budget: {args['minutes']:g} min of training per regime; {args['train_size']} "
           f"training sequences; scores over {args['test_size']} test sequences")  # fmt: skip
-    print(f"digits: {trained[0]['data_source']}")
+    print(trained[0]["data_source"])
     print(table(results))
     print("AMI: last step (mean over steps); paper: mean ± std over 5 runs")
     report = {"args": args, "results": results, "wall_s": time.perf_counter() - t0}
