@@ -26,6 +26,7 @@ from rich.table import Table
 
 from grouping import __version__
 from grouping.build import resolve
+from grouping.cli_inspect import COMMANDS
 from grouping.config import build_config
 from grouping.errors import GroupingError
 from grouping.registry import get_registry
@@ -175,13 +176,21 @@ def options_to_overrides(opts: dict[str, Any]) -> dict[str, Any]:
 @_run_options
 @click.option("--out", type=click.Path(path_type=Path), help="run folder (default: runs/<stamp>)")
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
+@click.option(
+    "--tensorboard", is_flag=True, help="also log metrics for TensorBoard (grouping[tensorboard])"
+)
 def run_command(
-    preset: str | None, out: Path | None, as_json: bool, assignments: tuple[str, ...], **opts: Any
+    preset: str | None,
+    out: Path | None,
+    as_json: bool,
+    tensorboard: bool,
+    assignments: tuple[str, ...],
+    **opts: Any,
 ) -> None:
-    """Train a model, test it and write a run folder."""
+    """Train a model, test it and write a run folder (with a grouping figure, figure.png)."""
     config = resolve(build_config(preset, options_to_overrides(opts), list(assignments)))
     with ProgressReporter(err_console, config.train.epochs) as reporter:
-        result = train(config, out, reporter=reporter)
+        result = train(config, out, reporter=reporter, tensorboard=tensorboard)
     if as_json:
         click.echo(json.dumps(result.summary, indent=2))
         return
@@ -225,6 +234,10 @@ def list_plugins(as_json: bool) -> None:
     out_console.print(table)
     for name, reason in registry.failures.items():
         err_console.print(f"[yellow]plugin {name!r} failed to load: {reason}[/yellow]")
+
+
+for _command in COMMANDS:  # visualize, plot, runs (grouping/cli_inspect.py)
+    cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -243,12 +243,23 @@ def train(
     out: Path | str | None = None,
     reporter: Reporter | None = None,
     registry: Registry | None = None,
+    tensorboard: bool = False,
 ) -> RunResult:
     """Train a model from ``config`` into the run folder ``out`` and test it; the Python API of
-    ``grouping run``."""
+    ``grouping run``. ``tensorboard`` also logs each epoch's metrics for TensorBoard."""
     t0 = time.perf_counter()
     path = Path(out) if out is not None else RunDir.default_path(config.preset)
+    if tensorboard:
+        from grouping.tblog import require_tensorboard
+
+        require_tensorboard()  # fail before the run folder exists
     trainer = Trainer(config, path, reporter, registry)
+    board = None
+    if tensorboard:
+        from grouping.tblog import TENSORBOARD_DIR, TensorBoardReporter
+
+        board = TensorBoardReporter(trainer.reporter, trainer.rundir.path / TENSORBOARD_DIR)
+        trainer.reporter = board
     reporter = trainer.reporter
     reporter.message(f"run folder: {trainer.rundir.path}")
     state = trainer.fit()
@@ -269,4 +280,17 @@ def train(
         "config": trainer.config.model_dump(mode="json"),
     }
     trainer.rundir.write_summary(summary)
+    if board is not None:
+        board.close()
+    from grouping.inspection import FIGURE, draw_groupings
+
+    figure = draw_groupings(
+        trainer.model,
+        trainer.parts.noise,
+        trainer.parts.dataset.split("test"),
+        trainer.rundir.path / FIGURE,
+        seed=config.seed,
+        title=f"{trainer.rundir.path.name}: test split, best model",
+    )
+    reporter.message(f"figure: {figure}")
     return RunResult(trainer.rundir.path, summary)
