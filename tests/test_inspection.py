@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import runpy
 import shutil
 import subprocess
 import sys
@@ -357,3 +358,12 @@ def test_inspection_commands_run_as_subprocesses(
     assert png_size(fig) == (60 + 80, 20 + 6 * 80)
     assert png_size(curves) == (800, 600)
     assert {r["name"] for r in json.loads(proc.stdout)} >= {"seed0", "seed1"}
+
+
+def test_the_api_example_script_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    script = Path(__file__).resolve().parents[1] / "examples" / "notebook_api.py"
+    runpy.run_path(str(script))["main"](["--tiny", str(tmp_path)])
+    printed = capsys.readouterr().out
+    assert "test AMI" in printed and "api-demo: finished, 1 epochs" in printed
+    assert png_size(tmp_path / "valid.png") == (60 + 3 * 80, 20 + 6 * 80)
+    assert png_size(tmp_path / "curves.png") == (800, 600)
