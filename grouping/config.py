@@ -233,7 +233,10 @@ def load_preset(preset: str) -> dict[str, Any]:
 
 def parse_value(text: str) -> Any:
     """A ``--set`` value: a TOML literal when it parses as one (5, 0.1, true, [1, 2], "x"),
-    otherwise the plain string (so ``--set dataset.path=/data/x.h5`` needs no quotes)."""
+    ``none`` for "unset" (TOML has no null), otherwise the plain string (so
+    ``--set dataset.path=/data/x.h5`` needs no quotes)."""
+    if text.lower() in ("none", "null"):
+        return None
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:

@@ -22,6 +22,7 @@ class BernoulliLikelihood(Likelihood):
     name = "bernoulli"
     description = "Bernoulli pixels (binary images): BCE inside a cluster, KL to a prior outside"
     default_noise: ClassVar[str] = "bitflip"
+    canonical_link: ClassVar[bool] = True  # sigmoid: d log P / d logit = x - psi
 
     class Config(PluginConfig):
         prior: float = Field(
