@@ -60,7 +60,7 @@ def test_list_plugins_shows_the_example_with_its_package_and_version() -> None:
 
 def test_run_trains_the_new_likelihood_on_the_new_data_set(tmp_path: Path) -> None:
     out = tmp_path / "laplace"
-    args = ["run", *[a for item in TINY for a in ("--set", item)], "--set", "noise.name=none"]
+    args = ["run", *[a for item in TINY for a in ("--set", item)], "--set", "noise.name=auto"]
     args += ["--likelihood", "laplace", "--dataset", "colour-sprites", "--out", str(out)]
     result = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -68,6 +68,7 @@ def test_run_trains_the_new_likelihood_on_the_new_data_set(tmp_path: Path) -> No
     assert summary["epochs"] == 1
     assert summary["config"]["likelihood"]["name"] == "laplace"
     assert summary["config"]["dataset"]["name"] == "colour-sprites"
+    assert summary["config"]["noise"]["name"] == "none"  # laplace's default_noise
     assert summary["data_source"]["dataset"] == "colour-sprites"
     assert -1.0 <= summary["test"]["ami"] <= 1.0
     with Image.open(out / "figure.png") as image:
