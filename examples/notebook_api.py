@@ -22,7 +22,7 @@ TINY = [
     "train.valid_samples=32",
     "model.steps=3",
     "network.hidden=16",
-    "train.max_minutes=none",
+    "train.max_minutes=null",
 ]
 
 
