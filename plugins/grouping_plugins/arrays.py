@@ -144,7 +144,7 @@ class ArraysDataset(Dataset):
     def binary(self) -> bool:
         if self._binary is None:
             self._binary = all(
-                is_binary(split.features)  # type: ignore[attr-defined]
+                is_binary(split.features.numpy())  # type: ignore[attr-defined]
                 for split in self._splits.values()
             )
         return self._binary
