@@ -192,7 +192,7 @@ COLOUR_RUN = [
     "train.batch_size=8",
     "train.epochs=3",
     "train.valid_samples=128",
-    "train.max_minutes=none",  # no wall-clock limit in tests
+    "train.max_minutes=null",  # no wall-clock limit in tests
     "train.threads=1",  # tiny batches: one thread is fastest, and the suite shares two cores
 ]
 

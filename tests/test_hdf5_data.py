@@ -36,7 +36,7 @@ TINY_RUN = [
     "eval.batch_size=32",
     "model.steps=2",
     "network.hidden=8",
-    "train.max_minutes=none",
+    "train.max_minutes=null",
 ]
 
 
