@@ -116,6 +116,11 @@ def build_model(
     )
 
 
+def build_noise(config: RunConfig, registry: Registry | None = None) -> Noise:
+    noise: Noise = _make("noise", config, registry or get_registry())
+    return noise
+
+
 def assemble(config: RunConfig, registry: Registry | None = None) -> Assembly:
     """Every plugin object a run needs, from a resolved config."""
     registry = registry or get_registry()

@@ -26,6 +26,7 @@ from rich.table import Table
 
 from grouping import __version__, distributed
 from grouping.build import resolve
+from grouping.cli_inspect import COMMANDS
 from grouping.config import build_config
 from grouping.errors import GroupingError
 from grouping.registry import get_registry
@@ -179,6 +180,9 @@ def options_to_overrides(opts: dict[str, Any]) -> dict[str, Any]:
 @click.option("--out", type=click.Path(path_type=Path), help="run folder (default: runs/<stamp>)")
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
 @click.option(
+    "--tensorboard", is_flag=True, help="also log metrics for TensorBoard (grouping[tensorboard])"
+)
+@click.option(
     "--nproc",
     type=click.IntRange(min=1),
     default=1,
@@ -188,20 +192,21 @@ def run_command(
     preset: str | None,
     out: Path | None,
     as_json: bool,
+    tensorboard: bool,
     nproc: int,
     assignments: tuple[str, ...],
     **opts: Any,
 ) -> None:
-    """Train a model, test it and write a run folder."""
+    """Train a model, test it and write a run folder (with a grouping figure, figure.png)."""
     config = resolve(build_config(preset, options_to_overrides(opts), list(assignments)))
     if nproc > 1 and distributed.env_world() == 1:
         out = out or RunDir.default_path(config.preset)
-        extra = ["--json"] if as_json else []
+        extra = (["--json"] if as_json else []) + (["--tensorboard"] if tensorboard else [])
         sys.exit(distributed.launch(config.to_toml(), nproc, out, extra))
     main_rank = distributed.is_main_process()
     console = err_console if main_rank else Console(stderr=True, quiet=True)
     with ProgressReporter(console, config.train.epochs) as reporter:
-        result = train(config, out, reporter=reporter)
+        result = train(config, out, reporter=reporter, tensorboard=tensorboard)
     if not main_rank:
         return
     if as_json:
@@ -325,6 +330,10 @@ def data_export(
     out_console.print(
         f"wrote {result.path}: {sizes} samples, {result.frames} frame(s) of {h}x{w}x{c} ({kind})"
     )
+
+
+for _command in COMMANDS:  # visualize, plot, runs (grouping/cli_inspect.py)
+    cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -268,12 +268,23 @@ def train(
     out: Path | str | None = None,
     reporter: Reporter | None = None,
     registry: Registry | None = None,
+    tensorboard: bool = False,
 ) -> RunResult:
     """Train a model from ``config`` into the run folder ``out`` and test it; the Python API of
-    ``grouping run``."""
+    ``grouping run``. ``tensorboard`` also logs each epoch's metrics for TensorBoard."""
     t0 = time.perf_counter()
     path = Path(out) if out is not None else RunDir.default_path(config.preset)
+    if tensorboard:
+        from grouping.tblog import require_tensorboard
+
+        require_tensorboard()  # fail before the run folder exists
     trainer = Trainer(config, path, reporter, registry)
+    board = None
+    if tensorboard and trainer.dist.main:  # one writer per run, on rank 0
+        from grouping.tblog import TENSORBOARD_DIR, TensorBoardReporter
+
+        board = TensorBoardReporter(trainer.reporter, trainer.rundir.path / TENSORBOARD_DIR)
+        trainer.reporter = board
     reporter = trainer.reporter
     reporter.message(f"run folder: {trainer.rundir.path}")
     state = trainer.fit()
@@ -295,6 +306,19 @@ def train(
     }
     if trainer.dist.main:
         trainer.rundir.write_summary(summary)
+        if board is not None:
+            board.close()
+        from grouping.inspection import FIGURE, draw_groupings
+
+        figure = draw_groupings(  # rank 0 alone, on the plain model: no collectives
+            trainer.model,
+            trainer.parts.noise,
+            trainer.parts.dataset.split("test"),
+            trainer.rundir.path / FIGURE,
+            seed=config.seed,
+            title=f"{trainer.rundir.path.name}: test split, best model",
+        )
+        reporter.message(f"figure: {figure}")
     if trainer.dist.active:
         distributed.cleanup()
     return RunResult(trainer.rundir.path, summary)
