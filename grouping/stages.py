@@ -49,6 +49,7 @@ def train_stages(
     out: Path | str | None = None,
     reporter: Reporter | None = None,
     registry: Registry | None = None,
+    tensorboard: bool = False,
 ) -> RunResult:
     """Train every stage in order, each from the previous stage's best checkpoint."""
     if not config.stages:
@@ -69,7 +70,7 @@ def train_stages(
                 update={"train": stage_config.train.model_copy(update={"init_from": previous})}
             )
         reporter.message(f"stage {i} of {len(configs)}: {stage.name}")
-        result = train(stage_config, root / stage.name, reporter, registry)
+        result = train(stage_config, root / stage.name, reporter, registry, tensorboard)
         previous = str(result.path)
         s = result.summary
         stages.append(

@@ -22,6 +22,7 @@ from grouping.build import Assembly, assemble, resolve
 from grouping.checkpoint import load_checkpoint, save_checkpoint
 from grouping.config import RunConfig
 from grouping.device import resolve_device
+from grouping.errors import DataError
 from grouping.evaluate import Scores, iterate_batches, score_split
 from grouping.init_from import init_from
 from grouping.loader import Prefetcher
@@ -157,6 +158,11 @@ class Trainer:
         split = self.parts.dataset.split("train")
         batch = cfg.train.batch_size
         blocks = len(split) // batch
+        if blocks == 0:
+            raise DataError(
+                f"the training split holds {len(split)} samples, fewer than train.batch_size "
+                f"({batch}); use a smaller --batch-size"
+            )
         order = (self.order_rng.permutation(blocks)[:, None] * batch + np.arange(batch)).ravel()
         order = self.dist.shard_order(order, batch)
         local = batch // self.dist.world
@@ -269,16 +275,28 @@ def train(
     out: Path | str | None = None,
     reporter: Reporter | None = None,
     registry: Registry | None = None,
+    tensorboard: bool = False,
 ) -> RunResult:
     """Train a model from ``config`` into the run folder ``out`` and test it; the Python API of
-    ``grouping run``. A config with ``stages`` trains them in order (``grouping.stages``)."""
+    ``grouping run``. ``tensorboard`` also logs each epoch's metrics for TensorBoard. A config
+    with ``stages`` trains them in order (``grouping.stages``)."""
     if config.stages:
         from grouping.stages import train_stages  # stages builds on this module
 
-        return train_stages(config, out, reporter, registry)
+        return train_stages(config, out, reporter, registry, tensorboard=tensorboard)
     t0 = time.perf_counter()
     path = Path(out) if out is not None else RunDir.default_path(config.preset)
+    if tensorboard:
+        from grouping.tblog import require_tensorboard
+
+        require_tensorboard()  # fail before the run folder exists
     trainer = Trainer(config, path, reporter, registry)
+    board = None
+    if tensorboard and trainer.dist.main:  # one writer per run, on rank 0
+        from grouping.tblog import TENSORBOARD_DIR, TensorBoardReporter
+
+        board = TensorBoardReporter(trainer.reporter, trainer.rundir.path / TENSORBOARD_DIR)
+        trainer.reporter = board
     reporter = trainer.reporter
     reporter.message(f"run folder: {trainer.rundir.path}")
     source = trainer.parts.dataset.source()
@@ -304,6 +322,19 @@ def train(
     }
     if trainer.dist.main:
         trainer.rundir.write_summary(summary)
+        if board is not None:
+            board.close()
+        from grouping.inspection import FIGURE, draw_groupings
+
+        figure = draw_groupings(  # rank 0 alone, on the plain model: no collectives
+            trainer.model,
+            trainer.parts.noise,
+            trainer.parts.dataset.split("test"),
+            trainer.rundir.path / FIGURE,
+            seed=config.seed,
+            title=f"{trainer.rundir.path.name}: test split, best model",
+        )
+        reporter.message(f"figure: {figure}")
     if trainer.dist.active:
         distributed.cleanup()
     return RunResult(trainer.rundir.path, summary)
