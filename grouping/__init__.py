@@ -6,6 +6,7 @@ The Python API mirrors the command line::
     config = grouping.build_config("quickstart", assignments=["train.epochs=2"])
     run = grouping.train(config, "runs/demo")
     print(run.test["ami"])
+    scores = grouping.evaluate(run.path, components=5)  # the same weights with K = 5
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 from grouping.config import RunConfig, build_config
+from grouping.evaluation import evaluate
 from grouping.hookspecs import hookimpl
 from grouping.train import RunResult, train
 
-__all__ = ["RunConfig", "RunResult", "__version__", "build_config", "hookimpl", "train"]
+__all__ = ["RunConfig", "RunResult", "__version__", "build_config", "evaluate", "hookimpl", "train"]
