@@ -24,13 +24,14 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from grouping import __version__
+from grouping import __version__, distributed
 from grouping.build import resolve
 from grouping.config import build_config
 from grouping.errors import GroupingError
 from grouping.evaluation import CHECKPOINTS, evaluate
 from grouping.interfaces import SPLITS
 from grouping.registry import get_registry
+from grouping.rundir import RunDir
 from grouping.train import train
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -177,13 +178,32 @@ def options_to_overrides(opts: dict[str, Any]) -> dict[str, Any]:
 @_run_options
 @click.option("--out", type=click.Path(path_type=Path), help="run folder (default: runs/<stamp>)")
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    default=1,
+    help="data-parallel processes on this machine (wraps torchrun; one per GPU on CUDA)",
+)
 def run_command(
-    preset: str | None, out: Path | None, as_json: bool, assignments: tuple[str, ...], **opts: Any
+    preset: str | None,
+    out: Path | None,
+    as_json: bool,
+    nproc: int,
+    assignments: tuple[str, ...],
+    **opts: Any,
 ) -> None:
     """Train a model, test it and write a run folder."""
     config = resolve(build_config(preset, options_to_overrides(opts), list(assignments)))
-    with ProgressReporter(err_console, config.train.epochs) as reporter:
+    if nproc > 1 and distributed.env_world() == 1:
+        out = out or RunDir.default_path(config.preset)
+        extra = ["--json"] if as_json else []
+        sys.exit(distributed.launch(config.to_toml(), nproc, out, extra))
+    main_rank = distributed.is_main_process()
+    console = err_console if main_rank else Console(stderr=True, quiet=True)
+    with ProgressReporter(console, config.train.epochs) as reporter:
         result = train(config, out, reporter=reporter)
+    if not main_rank:
+        return
     if as_json:
         click.echo(json.dumps(result.summary, indent=2))
         return

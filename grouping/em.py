@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from grouping.interfaces import Likelihood, Updater
 
@@ -38,7 +39,8 @@ def e_step(likelihood: Likelihood, target: Tensor, psi: Tensor) -> Tensor:
     target (B, 1, H, W, C), psi (B, K, H, W, C) -> gamma (B, K, H, W, 1). Channels combine as a
     product of per-channel likelihoods (the original summed them, which is only right for C = 1).
     """
-    p = likelihood.pixel_prob(target, psi).prod(dim=-1, keepdim=True) + E_STEP_FLOOR
+    p = likelihood.pixel_prob(target, psi)
+    p = (p if p.shape[-1] == 1 else p.prod(dim=-1, keepdim=True)) + E_STEP_FLOOR
     return p / p.sum(dim=1, keepdim=True)
 
 
@@ -102,6 +104,26 @@ class NeuralEM(nn.Module):
         self.gradient_gamma = gradient_gamma
         self.inter_weight = inter_weight
         self.pred_init = pred_init
+        #: Recompute each EM step in the backward pass instead of keeping its activations, so that
+        #: memory no longer grows with the network's activations times T (``train.checkpoint_steps``).
+        self.checkpoint_steps = False
+
+    def em_step(
+        self, inputs_t: Tensor, target: Tensor, psi: Tensor, gamma: Tensor, state: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """One step (spec 2.4, 2.2): the M-step on gamma * (x~_t - psi), then the E-step against
+        x_{t+1}. inputs_t, target (B, 1, H, W, C) -> psi (B, K, H, W, C), state (B*K, S), gamma."""
+        b, k, h, w, c = psi.shape
+        mask = gamma if self.gradient_gamma else gamma.detach()
+        u = mask * (inputs_t - psi)  # (B, K, H, W, C)
+        flat_psi, state = self.updater(u.reshape(b * k, h, w, c), state)
+        # fp32 at the boundary whatever precision the network multiplied in (grouping.precision)
+        psi = flat_psi.reshape(b, k, h, w, c).to(target.dtype)
+        state = state.to(target.dtype)
+        # With gamma's gradient stopped, the E-step needs no autograd graph.
+        with torch.set_grad_enabled(self.gradient_gamma and torch.is_grad_enabled()):
+            gamma = e_step(self.likelihood, target, psi)
+        return psi, state, gamma
 
     def forward(
         self,
@@ -132,13 +154,14 @@ class NeuralEM(nn.Module):
 
         psis, gammas, losses, bounds = [], [gamma], [], []
         total = targets.new_zeros(())
+        recompute = self.checkpoint_steps and torch.is_grad_enabled()
         for t in range(steps):
-            mask = gamma if self.gradient_gamma else gamma.detach()
-            u = mask * (inputs[:, t, None] - psi)  # (B, K, H, W, C)
-            flat_psi, state = self.updater(u.reshape(b * k, h, w, c), state)
-            psi = flat_psi.reshape(b, k, h, w, c)
             target = targets[:, t + 1, None]  # (B, 1, H, W, C)
-            gamma = e_step(self.likelihood, target, psi)
+            args = (inputs[:, t, None], target, psi, gamma, state)
+            if recompute:
+                psi, state, gamma = checkpoint(self.em_step, *args, use_reentrant=False)
+            else:
+                psi, state, gamma = self.em_step(*args)
             if weights[t] != 0.0:
                 weight = gamma if self.gradient_gamma else gamma.detach()
                 loss_t = step_loss(self.likelihood, target, psi, weight, self.inter_weight)

@@ -17,13 +17,17 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from grouping import distributed
 from grouping.build import Assembly, assemble, resolve
 from grouping.checkpoint import load_checkpoint, save_checkpoint
 from grouping.config import RunConfig
 from grouping.device import resolve_device
 from grouping.evaluate import Scores, iterate_batches, score_split
+from grouping.loader import Prefetcher
+from grouping.precision import resolve_precision
 from grouping.registry import Registry
 from grouping.rundir import RunDir
+from grouping.step import TrainStep
 
 
 class Reporter(Protocol):
@@ -91,18 +95,32 @@ class Trainer:
         registry: Registry | None = None,
     ) -> None:
         self.config = resolve(config, registry)
-        self.reporter = reporter or SilentReporter()
-        self.device = resolve_device(self.config.train.device)
-        if self.config.train.threads:
-            torch.set_num_threads(self.config.train.threads)
+        tc = self.config.train
+        # several processes under torchrun: only rank 0 reports and writes (grouping.distributed)
+        self.dist, self.device = distributed.setup(resolve_device(tc.device))
+        self.dist.check_batch(tc.batch_size)
+        self.reporter = (reporter or SilentReporter()) if self.dist.main else SilentReporter()
+        threads = tc.threads or (distributed.default_threads(self.dist) if self.dist.active else 0)
+        if threads:
+            torch.set_num_threads(threads)
         torch.manual_seed(self.config.seed)
         self.parts: Assembly = assemble(self.config, registry)
         self.model = self.parts.model.to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.train.lr)
-        self.generator = make_generator(self.device, self.config.seed)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.lr)
+        self.step = TrainStep(
+            self.model,
+            self.optimizer,
+            self.parts.noise,
+            self.device,
+            precision=resolve_precision(tc.precision, self.device),
+            compile=tc.compile,
+            checkpoint_steps=tc.checkpoint_steps,
+            forward=distributed.wrap(self.model, self.dist, self.device),
+        )
+        self.generator = make_generator(self.device, self.dist.seed_for(self.config.seed))
         self.order_rng = np.random.default_rng([self.config.seed, 7])
         self.state = TrainState()
-        self.rundir = RunDir.create(out, self.config)
+        self.rundir = RunDir.create(out, self.config) if self.dist.main else RunDir(out)
 
     # -- checkpoints -------------------------------------------------------------------------------
 
@@ -133,43 +151,41 @@ class Trainer:
         batch = cfg.train.batch_size
         blocks = len(split) // batch
         order = (self.order_rng.permutation(blocks)[:, None] * batch + np.arange(batch)).ravel()
+        order = self.dist.shard_order(order, batch)
+        local = batch // self.dist.world
         self.reporter.epoch_start(self.state.epoch + 1, blocks)
         self.model.train()
-        autocast = torch.autocast(
-            self.device.type, dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16"
-        )
         losses: list[float] = []
         images = 0
         start = time.perf_counter()
         timed_out = False
-        batches = iterate_batches(split, order, batch, cfg.model.steps + 1, self.device)
-        for i, (features, _groups) in enumerate(batches):
-            inputs = self.parts.noise(features, self.generator)
-            with autocast:
-                out = self.model(inputs, features, self.generator, keep=False)
-            self.optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            self.optimizer.step()
-            loss = float(out.loss.detach())
+        batches = iterate_batches(split, order, local, cfg.model.steps + 1, self.device)
+        for i, (features, _groups) in enumerate(Prefetcher(batches, cfg.train.prefetch)):
+            loss = float(self.step(features, self.generator))
             losses.append(loss)
             images += features.shape[0]
             self.reporter.batch_end(self.state.epoch + 1, i + 1, loss)
-            if deadline is not None and time.perf_counter() > deadline:
+            late = deadline is not None and time.perf_counter() > deadline
+            if self.dist.any(late, self.device):
                 timed_out = True
                 break
-        return float(np.mean(losses)), time.perf_counter() - start, images, timed_out
+        # sums and counts over ranks: each rank's loss is the mean over its share of the batch
+        total, count, seen = self.dist.sum([sum(losses), len(losses), images], self.device)
+        mean = total / count if count else math.nan
+        return mean, time.perf_counter() - start, int(seen), timed_out
 
     def validate(self) -> Scores:
         cfg = self.config
-        return score_split(
+        scores = score_split(
             self.model,
             self.parts.noise,
-            self.parts.dataset.split("valid"),
-            samples=cfg.train.valid_samples,
+            self.dist.shard_split(self.parts.dataset.split("valid"), cfg.train.valid_samples),
+            samples=None,
             batch_size=cfg.eval.batch_size,
             device=self.device,
             generator=self.generator,
         )
+        return self.dist.gather_scores(scores)
 
     def fit(self) -> TrainState:
         """Train until early stopping, the epoch limit or the time limit."""
@@ -202,10 +218,11 @@ class Trainer:
                 "wall_s": time.perf_counter() - start,
                 "best": improved,
             }
-            self.rundir.append_metrics(record)
-            if improved:
-                save_checkpoint(self.rundir.best, self._payload())
-            save_checkpoint(self.rundir.last, self._payload())
+            if self.dist.main:
+                self.rundir.append_metrics(record)
+                if improved:
+                    save_checkpoint(self.rundir.best, self._payload())
+                save_checkpoint(self.rundir.last, self._payload())
             self.reporter.epoch_end(record)
             if not math.isfinite(valid["loss"]):
                 self.reporter.message(f"stopping: validation loss is {valid['loss']}")
@@ -223,19 +240,21 @@ class Trainer:
     def test(self, steps: int | None = None) -> dict[str, Any]:
         """Score the best model on the test split (spec 8.1)."""
         cfg = self.config
-        if self.rundir.best.is_file():
+        if self.dist.main and self.rundir.best.is_file():
             self.load_weights(self.rundir.best)
-        generator = make_generator(self.device, cfg.seed + 1)
-        return score_split(
+        self.dist.broadcast_weights(self.model)  # rank 0 read the checkpoint
+        generator = make_generator(self.device, self.dist.seed_for(cfg.seed + 1))
+        scores = score_split(
             self.model,
             self.parts.noise,
-            self.parts.dataset.split("test"),
-            samples=cfg.eval.samples,
+            self.dist.shard_split(self.parts.dataset.split("test"), cfg.eval.samples),
+            samples=None,
             batch_size=cfg.eval.batch_size,
             device=self.device,
             generator=generator,
             steps=steps,
-        ).summary()
+        )
+        return self.dist.gather_scores(scores).summary()
 
 
 def train(
@@ -268,5 +287,8 @@ def train(
         "data_source": trainer.parts.dataset.source(),
         "config": trainer.config.model_dump(mode="json"),
     }
-    trainer.rundir.write_summary(summary)
+    if trainer.dist.main:
+        trainer.rundir.write_summary(summary)
+    if trainer.dist.active:
+        distributed.cleanup()
     return RunResult(trainer.rundir.path, summary)

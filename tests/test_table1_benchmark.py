@@ -38,7 +38,7 @@ def test_table1_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     sizes = ["--train-size", "32", "--valid-size", "16", "--test-size", "16"]
     sets = [a for item in TINY for a in ("--set", item)]
     out, js = tmp_path / "runs", tmp_path / "t1.json"
-    table1.main(["--minutes", "1", *sizes, *sets, "--out", str(out), "--json", str(js)])
+    table1.main(["--minutes", "0", *sizes, *sets, "--out", str(out), "--json", str(js)])
     result = json.loads(js.read_text())
     rows = {r["name"]: r for r in result["rows"]}
     assert set(rows) == {"3obj-K3", "3obj-K5", "5obj-K3", "5obj-K5", "3obj-K1", "5obj-K1"}
