@@ -34,7 +34,9 @@ def resolve(config: RunConfig, registry: Registry | None = None) -> RunConfig:
     data = config.model_dump(mode="python")
     dataset_cls = registry.get("dataset", config.dataset.name).cls
     if data["likelihood"]["name"] == AUTO:
-        data["likelihood"]["name"] = dataset_cls.default_likelihood
+        options = config.dataset.options()
+        checked = plugin_options("dataset", config.dataset.name, dataset_cls, options)
+        data["likelihood"]["name"] = dataset_cls.likelihood_for(checked)
     likelihood_cls = registry.get("likelihood", data["likelihood"]["name"]).cls
     if data["noise"]["name"] == AUTO:
         data["noise"]["name"] = likelihood_cls.default_noise

@@ -22,6 +22,7 @@ from grouping.build import Assembly, assemble, resolve
 from grouping.checkpoint import load_checkpoint, save_checkpoint
 from grouping.config import RunConfig
 from grouping.device import resolve_device
+from grouping.errors import DataError
 from grouping.evaluate import Scores, iterate_batches, score_split
 from grouping.loader import Prefetcher
 from grouping.precision import resolve_precision
@@ -150,6 +151,11 @@ class Trainer:
         split = self.parts.dataset.split("train")
         batch = cfg.train.batch_size
         blocks = len(split) // batch
+        if blocks == 0:
+            raise DataError(
+                f"the training split holds {len(split)} samples, fewer than train.batch_size "
+                f"({batch}); use a smaller --batch-size"
+            )
         order = (self.order_rng.permutation(blocks)[:, None] * batch + np.arange(batch)).ravel()
         order = self.dist.shard_order(order, batch)
         local = batch // self.dist.world
