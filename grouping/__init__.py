@@ -10,6 +10,7 @@ The Python API mirrors the command line::
     grouping.plot([run.path], out="curves.png")
     for info in grouping.runs("runs"):
         print(info.name, info.test_ami)
+    scores = grouping.evaluate(run.path, components=5)  # the same weights with K = 5
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 from grouping.config import RunConfig, build_config
+from grouping.evaluation import evaluate
 from grouping.hookspecs import hookimpl
 from grouping.inspection import LoadedRun, RunInfo, load_run, plot, runs, visualize
 from grouping.stages import train_stages
@@ -34,6 +36,7 @@ __all__ = [
     "RunResult",
     "__version__",
     "build_config",
+    "evaluate",
     "hookimpl",
     "load_run",
     "plot",

@@ -1,0 +1,47 @@
+"""The flying-shapes presets (spec 7 table) and the preset command of issue 4 on the CPU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from grouping.build import resolve
+from grouping.cli import cli
+from grouping.config import build_config
+
+
+@pytest.mark.parametrize(
+    ("preset", "objects", "k"),
+    [("flying-shapes-3", 3, 3), ("flying-shapes-5", 5, 5), ("flying-shapes-autoencoder", 3, 1)],
+)
+def test_presets_follow_the_paper_protocol(preset: str, objects: int, k: int) -> None:
+    c = resolve(build_config(preset))
+    assert c.dataset.name == "flying-shapes" and c.dataset.options()["objects"] == objects
+    assert (c.dataset.train_size, c.dataset.valid_size, c.dataset.test_size) == (
+        50_000,
+        10_000,
+        10_000,
+    )
+    assert c.model.components == k and c.model.steps == 20
+    assert c.model.loss_step_weights == "all" and c.model.gradient_gamma is False
+    assert c.noise.name == "bitflip" and c.noise.options() == {"probability": 0.2}
+    assert c.network.name == "conv" and c.network.options()["hidden"] == 100
+    assert c.train.lr == 1e-3 and c.train.batch_size == 64 and c.train.patience == 10
+
+
+def test_one_epoch_of_the_flying_shapes_preset_runs_on_the_cpu(tmp_path: Path) -> None:
+    """``grouping run --preset flying-shapes-3 --epochs 1 --train-size 256`` with small
+    validation and test splits: the full conv network, 20 steps, 4 batches."""
+    args = ["run", "--preset", "flying-shapes-3", "--epochs", "1", "--train-size", "256"]
+    small = ["--valid-size", "16", "--test-size", "16", "--set", "train.valid_samples=16"]
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, [*args, *small, "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output[result.output.index("{") :])
+    assert summary["epochs"] == 1 and summary["parameters"] == 3_403_389
+    assert summary["data_source"]["dataset"] == "flying-shapes"
+    assert summary["data_source"]["frames"] == 21
+    assert len(summary["test"]["ami_per_step"]) == 20
