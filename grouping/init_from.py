@@ -14,9 +14,8 @@ import torch
 from torch import Tensor, nn
 
 from grouping.checkpoint import load_checkpoint
-from grouping.config import load_config_file
 from grouping.errors import RunDirError
-from grouping.rundir import RunDir
+from grouping.rundir import RunDir, final_run
 
 
 def checkpoint_of(source: Path) -> Path:
@@ -24,10 +23,7 @@ def checkpoint_of(source: Path) -> Path:
     checkpoint file itself."""
     if source.is_file():
         return source
-    run = RunDir.open(source)
-    stages = load_config_file(run.config_path).stages
-    if stages:
-        return checkpoint_of(source / stages[-1].name)
+    run = RunDir.open(final_run(source))
     best = run.best
     if not best.is_file():
         raise RunDirError(f"--init-from {source} has no best checkpoint yet ({best})")

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -224,3 +225,53 @@ def test_likelihood_gaussian_alone_trains_on_flying_mnist(tmp_path: Path) -> Non
     assert (config["dataset"]["name"], config["network"]["name"]) == ("flying-mnist", "fc")
     assert config["noise"]["name"] == "masked-uniform"
     assert summary["data_source"]["kind"] == "sklearn-digits"
+
+
+# ---------------------------------------------------------- the MNIST experiments, evaluated
+
+
+@pytest.fixture(scope="module")
+def mnist_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny flying-MNIST run (2 digits, K = 2) to evaluate."""
+    out = tmp_path_factory.mktemp("mnist") / "run"
+    train(build_config("quickstart-flying-mnist", assignments=MNIST_TINY), out)
+    return out
+
+
+def evaluate_json(*args: str) -> dict[str, Any]:
+    result = invoke("evaluate", *args, "--json")
+    assert result.exit_code == 0, result.output
+    return dict(json.loads(result.output[result.output.index("{") :]))
+
+
+def test_three_digits_with_three_components(mnist_run: Path) -> None:
+    r = evaluate_json(str(mnist_run), "-k", "3", "--set", "dataset.digits=3")
+    assert r["config"]["model"]["components"] == 3 and r["config"]["dataset"]["digits"] == 3
+    assert r["changed"]["model.components"] == [2, 3]
+    assert r["changed"]["dataset.digits"] == [2, 3]
+
+
+def test_static_digits_for_fifty_steps(mnist_run: Path) -> None:
+    r = evaluate_json(str(mnist_run), "--steps", "50", "--set", "dataset.static=true")
+    assert len(r["ami_per_step"]) == 50 and r["config"]["dataset"]["static"] is True
+
+
+def test_ami_per_step_with_quartiles_for_fifty_steps(mnist_run: Path) -> None:
+    from grouping.evaluation import evaluate
+
+    r = evaluate(mnist_run, steps=50, per_image=True)
+    per_image = np.asarray(r["ami_per_image"])  # (N, 50)
+    assert per_image.shape == (32, 50)
+    np.testing.assert_allclose(r["ami_per_step"], per_image.mean(axis=0))
+    np.testing.assert_allclose(r["ami_per_step_q25"], np.percentile(per_image, 25, axis=0))
+    np.testing.assert_allclose(r["ami_per_step_q75"], np.percentile(per_image, 75, axis=0))
+
+
+def test_evaluating_a_stagewise_run_scores_its_last_stage(tmp_path: Path) -> None:
+    config = build_config("flying-mnist-stagewise", assignments=[*MNIST_TINY, "network.name=fc"])
+    config = config.model_copy(update={"stages": config.stages[1:]})
+    out = tmp_path / "stages"
+    result = train(config, out)
+    r = evaluate_json(str(out))
+    assert r["run_dir"] == str(out / "3-all")
+    assert r["ami"] == pytest.approx(result.test["ami"])
