@@ -81,6 +81,7 @@ def train_regime(regime: str, args: dict[str, Any]) -> dict[str, Any]:
         "train_s": result.summary["train_s"],
         "wall_s": time.perf_counter() - t0,
         "epochs": result.summary["epochs"],
+        "trained_steps": config.model.steps,
         "data_source": result.summary["data_source"].get("description"),
         "test": {k: result.test[k] for k in ("ami", "ami_std", "ami_mean_over_steps")},
     }
@@ -89,6 +90,7 @@ def train_regime(regime: str, args: dict[str, Any]) -> dict[str, Any]:
 def evaluate_regime(trained: dict[str, Any], args: dict[str, Any]) -> dict[str, Any]:
     """The three transfer evaluations and the 50-step curve of one trained regime."""
     import torch
+
     from grouping.evaluation import evaluate
 
     torch.set_num_threads(args["threads"])
@@ -124,12 +126,13 @@ def figure(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
+    trained = next(iter(results.values()))["trained_steps"]
     for regime, r in results.items():
         f6 = r["figure6"]
         steps = range(1, len(f6["mean"]) + 1)
         ax.plot(steps, f6["mean"], label=regime)
         ax.fill_between(steps, f6["q25"], f6["q75"], alpha=0.25)
-    ax.axvline(20, color="grey", linestyle=":", label="trained steps")
+    ax.axvline(trained, color="grey", linestyle=":", label="trained steps")
     ax.set(xlabel="EM step", ylabel="AMI", ylim=(0, 1), title="flying MNIST, 2 digits, K=2")
     ax.legend(loc="lower right")
     fig.tight_layout()
