@@ -19,6 +19,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 from grouping.config import RunConfig, build_config
 from grouping.hookspecs import hookimpl
+from grouping.resume import resume
 from grouping.train import RunResult, train
 
-__all__ = ["RunConfig", "RunResult", "__version__", "build_config", "hookimpl", "train"]
+__all__ = ["RunConfig", "RunResult", "__version__", "build_config", "hookimpl", "resume", "train"]

@@ -27,8 +27,9 @@ from rich.table import Table
 from grouping import __version__
 from grouping.build import resolve
 from grouping.config import build_config
-from grouping.errors import GroupingError
+from grouping.errors import GroupingError, RunDirError, RunStopped, one_line
 from grouping.registry import get_registry
+from grouping.resume import resume
 from grouping.train import train
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -40,7 +41,7 @@ out_console = Console()
 class ProgressReporter:
     """Shows epochs and batches as rich progress bars and each epoch's record as one line."""
 
-    def __init__(self, console: Console, epochs: int) -> None:
+    def __init__(self, console: Console, epochs: int | None) -> None:
         self.console = console
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
@@ -91,8 +92,11 @@ class OneLineErrors(click.Group):
         try:
             code = super().main(*args, **kwargs)
         except GroupingError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {one_line(str(exc), 2000)}", err=True)
             sys.exit(2)
+        except RunStopped as exc:
+            click.echo(one_line(str(exc), 2000), err=True)
+            sys.exit(exc.exit_code)
         except click.exceptions.Abort:
             click.echo("aborted", err=True)
             sys.exit(130)
@@ -174,14 +178,38 @@ def options_to_overrides(opts: dict[str, Any]) -> dict[str, Any]:
 @cli.command("run")
 @_run_options
 @click.option("--out", type=click.Path(path_type=Path), help="run folder (default: runs/<stamp>)")
+@click.option(
+    "--resume",
+    "resume_dir",
+    type=click.Path(path_type=Path),
+    help="continue the run in this folder from its last.pt, with its saved config",
+)
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
 def run_command(
-    preset: str | None, out: Path | None, as_json: bool, assignments: tuple[str, ...], **opts: Any
+    preset: str | None,
+    out: Path | None,
+    resume_dir: Path | None,
+    as_json: bool,
+    assignments: tuple[str, ...],
+    **opts: Any,
 ) -> None:
-    """Train a model, test it and write a run folder."""
-    config = resolve(build_config(preset, options_to_overrides(opts), list(assignments)))
-    with ProgressReporter(err_console, config.train.epochs) as reporter:
-        result = train(config, out, reporter=reporter)
+    """Train a model, test it and write a run folder (or continue one with --resume)."""
+    if resume_dir is not None:
+        if preset is not None or (out is not None and out != resume_dir):
+            raise RunDirError(
+                "--resume takes the config and folder of the run; drop --preset/--out"
+            )
+        with ProgressReporter(err_console, None) as reporter:
+            result = resume(
+                resume_dir,
+                reporter,
+                overrides=options_to_overrides(opts),
+                assignments=list(assignments),
+            )
+    else:
+        config = resolve(build_config(preset, options_to_overrides(opts), list(assignments)))
+        with ProgressReporter(err_console, config.train.epochs) as reporter:
+            result = train(config, out, reporter=reporter)
     if as_json:
         click.echo(json.dumps(result.summary, indent=2))
         return

@@ -138,6 +138,10 @@ class TrainConfig(_Strict):
     device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N")
     precision: Literal["fp32", "bf16"] = "fp32"
     threads: int | None = Field(default=None, ge=1, description="CPU threads (None: all cores)")
+    on_nonfinite: Literal["stop", "skip"] = Field(
+        default="stop",
+        description="a NaN/inf loss or gradient stops the run, or skips that batch (counted)",
+    )
 
     @field_validator("device")
     @classmethod

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from grouping.errors import PluginError
+from grouping.guard import blame, check_tensor, label
 from grouping.interfaces import Likelihood, Updater
 
 #: Added to every pixel's likelihood before normalising over K, so gamma is never 0/0 when all
@@ -128,17 +130,23 @@ class NeuralEM(nn.Module):
         device = targets.device
         gamma = initial_gamma((b, k, h, w, 1), generator, device)
         psi = torch.full((b, k, h, w, c), self.pred_init, device=device, dtype=targets.dtype)
-        state = self.updater.initial_state(b * k, device, targets.dtype)
+        with blame(self.updater, "initial_state"):
+            state = self.updater.initial_state(b * k, device, targets.dtype)
+        check_tensor(self.updater, "an initial state", state, (b * k, None), "(N, S)")
 
         psis, gammas, losses, bounds = [], [gamma], [], []
         total = targets.new_zeros(())
         for t in range(steps):
             mask = gamma if self.gradient_gamma else gamma.detach()
             u = mask * (inputs[:, t, None] - psi)  # (B, K, H, W, C)
-            flat_psi, state = self.updater(u.reshape(b * k, h, w, c), state)
+            flat_psi, state = self._update(u.reshape(b * k, h, w, c), state)
             psi = flat_psi.reshape(b, k, h, w, c)
             target = targets[:, t + 1, None]  # (B, 1, H, W, C)
-            gamma = e_step(self.likelihood, target, psi)
+            with blame(self.likelihood, "pixel_prob"):
+                gamma = e_step(self.likelihood, target, psi)
+            check_tensor(
+                self.likelihood, "probabilities", gamma, (b, k, h, w, 1), "(B, K, H, W, 1)"
+            )
             if weights[t] != 0.0:
                 weight = gamma if self.gradient_gamma else gamma.detach()
                 loss_t = step_loss(self.likelihood, target, psi, weight, self.inter_weight)
@@ -163,3 +171,20 @@ class NeuralEM(nn.Module):
             losses=torch.stack(losses),
             upper_bounds=torch.stack(bounds) if keep else empty,
         )
+
+    def _update(self, u: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        """One M-step through the updater plugin, its output checked: u (N, H, W, C) ->
+        (psi (N, H, W, C), state (N, S))."""
+        network = getattr(self.updater, "network", None)
+        action = f"forward (with {label(network)})" if network is not None else "forward"
+        with blame(self.updater, action):
+            out = self.updater(u, state)
+        if not (isinstance(out, tuple) and len(out) == 2):
+            raise PluginError(
+                f"{label(self.updater)} returned {type(out).__name__} from forward; "
+                "expected a tuple (psi, state)"
+            )
+        psi, new_state = out
+        check_tensor(self.updater, "psi", psi, tuple(u.shape), "(N, H, W, C)")
+        check_tensor(self.updater, "a state", new_state, (u.shape[0], None), "(N, S)")
+        return psi, new_state
