@@ -14,7 +14,9 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import re
 import tempfile
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,8 @@ from grouping.errors import RunDirError, one_line
 #: 1: the first layout; 2: adds ``sha256``.
 FORMAT_VERSION = 2
 DIGEST_KEY = "sha256"
+#: How torch's weights-only unpickler names a global it refused to import (a class, a function).
+_UNSAFE_GLOBAL = re.compile(r"GLOBAL ([\w.]+)|Unsupported class ([\w.]+)")
 
 
 def content_digest(payload: Mapping[str, Any]) -> str:
@@ -110,12 +114,16 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     if not path.is_file():
         raise RunDirError(f"checkpoint not found: {path}")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols: we refuse
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only load failed" in str(exc).lower():
+        found = _UNSAFE_GLOBAL.search(str(exc))
+        if found:  # the restricted unpickler met a callable: a payload that would run code
             raise RunDirError(
-                f"refused to load {path}: it holds objects other than tensors and plain values, "
-                "and loading them could run code; only grouping checkpoints are read"
+                f"refused to load {path}: it holds objects other than tensors and plain values "
+                f"({found.group(1) or found.group(2)}), and loading them could run code; only grouping checkpoints "
+                "are read"
             ) from None
         raise _unreadable(path, exc) from None
     except Exception as exc:

@@ -29,7 +29,7 @@ from grouping.build import resolve
 from grouping.config import build_config
 from grouping.errors import GroupingError, RunDirError, RunStopped, one_line
 from grouping.registry import get_registry
-from grouping.resume import resume
+from grouping.resume import prepare_resume
 from grouping.train import train
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -41,7 +41,7 @@ out_console = Console()
 class ProgressReporter:
     """Shows epochs and batches as rich progress bars and each epoch's record as one line."""
 
-    def __init__(self, console: Console, epochs: int | None) -> None:
+    def __init__(self, console: Console, epochs: int) -> None:
         self.console = console
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
@@ -54,18 +54,27 @@ class ProgressReporter:
         )
         self.epochs_task: TaskID = self.progress.add_task("epochs", total=epochs, info="")
         self.batch_task: TaskID | None = None
+        self.started = False
 
     def __enter__(self) -> ProgressReporter:
-        self.progress.start()
         return self
 
+    def _start(self) -> None:
+        """Show the bars from the first event on, so an early error stays a single line."""
+        if not self.started:
+            self.progress.start()
+            self.started = True
+
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        if self.started:
+            self.progress.stop()
 
     def message(self, text: str) -> None:
+        self._start()
         self.console.print(text)
 
     def epoch_start(self, epoch: int, batches: int) -> None:
+        self._start()
         if self.batch_task is not None:
             self.progress.remove_task(self.batch_task)
         self.batch_task = self.progress.add_task(f"epoch {epoch}", total=batches, info="")
@@ -199,13 +208,9 @@ def run_command(
             raise RunDirError(
                 "--resume takes the config and folder of the run; drop --preset/--out"
             )
-        with ProgressReporter(err_console, None) as reporter:
-            result = resume(
-                resume_dir,
-                reporter,
-                overrides=options_to_overrides(opts),
-                assignments=list(assignments),
-            )
+        job = prepare_resume(resume_dir, options_to_overrides(opts), list(assignments))
+        with ProgressReporter(err_console, job.config.train.epochs) as reporter:
+            result = job.run(reporter)
     else:
         config = resolve(build_config(preset, options_to_overrides(opts), list(assignments)))
         with ProgressReporter(err_console, config.train.epochs) as reporter:

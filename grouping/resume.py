@@ -10,6 +10,7 @@ metrics as a run that was never interrupted.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +23,35 @@ from grouping.rundir import SUMMARY, RunDir
 from grouping.train import Reporter, RunResult, train
 
 
-def resume(
+@dataclass
+class Resumption:
+    """A run folder, locked and checked, ready to continue: :meth:`run` trains and tests it."""
+
+    rundir: RunDir
+    config: RunConfig
+    checkpoint: dict[str, Any]
+    registry: Registry | None = None
+
+    def run(self, reporter: Reporter | None = None) -> RunResult:
+        try:
+            return train(self.config, self.rundir, reporter, self.registry, self.checkpoint)
+        finally:
+            self.rundir.close()
+
+
+def prepare_resume(
     path: Path | str,
-    reporter: Reporter | None = None,
-    registry: Registry | None = None,
     overrides: dict[str, Any] | None = None,
     assignments: list[str] | None = None,
-) -> RunResult:
-    """Continue the run in ``path``; ``overrides``/``assignments`` may only restate its config."""
+    registry: Registry | None = None,
+) -> Resumption:
+    """Lock the run in ``path`` and check that it can continue: it has not ended, ``last.pt`` reads
+    and verifies, and ``overrides``/``assignments`` (if any) only restate its config."""
     rundir = RunDir.open(Path(path), lock=True)
     try:
         if (rundir.path / SUMMARY).is_file():
-            status = _status(rundir)
             raise RunDirError(
-                f"run {rundir.path} has already ended ({status}); nothing to resume, "
+                f"run {rundir.path} has already ended ({_status(rundir)}); nothing to resume, "
                 "start a new run with --preset RUN/config.toml --out NEW"
             )
         if not rundir.last.is_file():
@@ -48,10 +64,27 @@ def resume(
         data = merge(data, assignments_to_dict(assignments or []))
         config = resolve(validate(data), registry)
         check_same_config(config, checkpoint, rundir.last)
-        rundir.keep_metrics_until(int(checkpoint["train_state"]["epoch"]))
-        return train(config, rundir, reporter, registry, checkpoint)
-    finally:
+        train_state = checkpoint.get("train_state")
+        epoch = train_state.get("epoch") if isinstance(train_state, dict) else None
+        if not isinstance(epoch, int):
+            raise RunDirError(f"{rundir.last} has no training state; it is not a run checkpoint")
+        rundir.keep_metrics_until(epoch)
+    except BaseException:
         rundir.close()
+        raise
+    return Resumption(rundir, config, checkpoint, registry)
+
+
+def resume(
+    path: Path | str,
+    reporter: Reporter | None = None,
+    registry: Registry | None = None,
+    overrides: dict[str, Any] | None = None,
+    assignments: list[str] | None = None,
+) -> RunResult:
+    """Continue the run in ``path`` (see :func:`prepare_resume`); the Python API of
+    ``grouping run --resume``."""
+    return prepare_resume(path, overrides, assignments, registry).run(reporter)
 
 
 def check_same_config(config: RunConfig, checkpoint: dict[str, Any], where: Path) -> None:
