@@ -217,12 +217,7 @@ class Trainer:
                 elif cfg.train.on_nonfinite == "skip":
                     s.epoch_skipped += 1
                 else:
-                    raise NonFiniteError(
-                        f"non-finite numbers at epoch {s.epoch + 1}, batch {s.batch} of {blocks}: "
-                        f"{problem}; stopped, the last good checkpoint is {self.rundir.last}; "
-                        'to skip such batches instead set train.on_nonfinite = "skip"',
-                        self.rundir.path,
-                    )
+                    raise NonFiniteError(self._nonfinite_message(problem, blocks), self.rundir.path)
                 s.epoch_images += features.shape[0]
                 self.reporter.batch_end(s.epoch + 1, s.batch, loss)
                 if self.stop.requested:
@@ -234,6 +229,18 @@ class Trainer:
         finally:
             s.epoch_seconds += time.perf_counter() - start
         return outcome
+
+    def _nonfinite_message(self, problem: str, blocks: int) -> str:
+        s = self.state
+        kept = (
+            f"the last good checkpoint is {self.rundir.last} (epoch {s.epoch})"
+            if s.epoch and self.rundir.last.is_file()
+            else "no epoch had finished, so there is no checkpoint"
+        )
+        return (
+            f"stopped at epoch {s.epoch + 1}, batch {s.batch} of {blocks}: {problem}; {kept}; "
+            "--set train.on_nonfinite=skip skips such batches instead"
+        )
 
     def validate(self) -> Scores:
         cfg = self.config
