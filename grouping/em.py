@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from grouping.errors import PluginError
-from grouping.guard import blame, check_tensor, label
+from grouping.guard import blame, check_batch, check_tensor, label
 from grouping.interfaces import Likelihood, Updater
 
 #: Added to every pixel's likelihood before normalising over K, so gamma is never 0/0 when all
@@ -132,7 +132,7 @@ class NeuralEM(nn.Module):
         psi = torch.full((b, k, h, w, c), self.pred_init, device=device, dtype=targets.dtype)
         with blame(self.updater, "initial_state"):
             state = self.updater.initial_state(b * k, device, targets.dtype)
-        check_tensor(self.updater, "an initial state", state, (b * k, None), "(N, S)")
+        check_batch(self.updater, "an initial state", state, b * k)
 
         psis, gammas, losses, bounds = [], [gamma], [], []
         total = targets.new_zeros(())
@@ -186,5 +186,5 @@ class NeuralEM(nn.Module):
             )
         psi, new_state = out
         check_tensor(self.updater, "psi", psi, tuple(u.shape), "(N, H, W, C)")
-        check_tensor(self.updater, "a state", new_state, (u.shape[0], None), "(N, S)")
+        check_batch(self.updater, "a state", new_state, u.shape[0])
         return psi, new_state

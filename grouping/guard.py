@@ -67,6 +67,16 @@ def check_tensor(
     return value
 
 
+def check_batch(plugin: object, what: str, value: Any, n: int) -> Tensor:
+    """``value`` must be a tensor with ``n`` rows (one per copy); its other axes are the plugin's."""
+    if not (isinstance(value, Tensor) and value.ndim >= 1 and value.shape[0] == n):
+        raise PluginError(
+            f"{label(plugin)} returned {what} of shape {_shape(value)}; expected (N, ...) with "
+            f"N = {n} rows, one per component copy"
+        )
+    return value
+
+
 def apply_noise(noise: Noise, x: Tensor, generator: torch.Generator) -> Tensor:
     """The noise plugin's corrupted copy of ``x``, checked to keep its shape and dtype."""
     with blame(noise, "__call__"):

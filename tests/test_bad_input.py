@@ -292,7 +292,7 @@ PLUGIN_CASES: list[tuple[str, list[str], str]] = [
     ("updater not a tuple", ["--updater", "not-a-tuple"],
      "updater 'not-a-tuple' returned Tensor from forward; expected a tuple (psi, state)"),
     ("updater state shape", ["--updater", "wrong-state"],
-     "updater 'wrong-state' returned a state of shape (1, 16); expected (N, S) = (96, *)"),
+     "updater 'wrong-state' returned a state of shape (1, 16); expected (N, ...) with N = 96 rows, one per component copy"),
     ("likelihood shape", ["--likelihood", "short-likelihood"],
      "likelihood 'short-likelihood' returned probabilities of shape (32, 3, 28, 1, 1); expected (B, K, H, W, 1) = (32, 3, 28, 28, 1)"),
     ("noise shape", ["--set", "noise.name=shape-noise"],
