@@ -24,13 +24,14 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from grouping import __version__
+from grouping import __version__, distributed
 from grouping.build import resolve
 from grouping.config import build_config
 from grouping.errors import GroupingError, RunDirError, RunStopped, one_line
 from grouping.registry import get_registry
 from grouping.resume import prepare_resume
-from grouping.train import train
+from grouping.rundir import RunDir
+from grouping.train import RunResult, train
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -194,27 +195,48 @@ def options_to_overrides(opts: dict[str, Any]) -> dict[str, Any]:
     help="continue the run in this folder from its last.pt, with its saved config",
 )
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    default=1,
+    help="data-parallel processes on this machine (wraps torchrun; one per GPU on CUDA)",
+)
 def run_command(
     preset: str | None,
     out: Path | None,
     resume_dir: Path | None,
     as_json: bool,
+    nproc: int,
     assignments: tuple[str, ...],
     **opts: Any,
 ) -> None:
     """Train a model, test it and write a run folder (or continue one with --resume)."""
     if resume_dir is not None:
-        if preset is not None or (out is not None and out != resume_dir):
+        if preset is not None or nproc > 1 or (out is not None and out != resume_dir):
             raise RunDirError(
-                "--resume takes the config and folder of the run; drop --preset/--out"
+                "--resume takes the config and folder of the run and runs one process; "
+                "drop --preset, --out and --nproc"
             )
         job = prepare_resume(resume_dir, options_to_overrides(opts), list(assignments))
         with ProgressReporter(err_console, job.config.train.epochs) as reporter:
             result = job.run(reporter)
-    else:
-        config = resolve(build_config(preset, options_to_overrides(opts), list(assignments)))
-        with ProgressReporter(err_console, config.train.epochs) as reporter:
-            result = train(config, out, reporter=reporter)
+        _print_result(result, as_json)
+        return
+    config = resolve(build_config(preset, options_to_overrides(opts), list(assignments)))
+    if nproc > 1 and distributed.env_world() == 1:
+        out = out or RunDir.default_path(config.preset)
+        extra = ["--json"] if as_json else []
+        sys.exit(distributed.launch(config.to_toml(), nproc, out, extra))
+    main_rank = distributed.is_main_process()
+    console = err_console if main_rank else Console(stderr=True, quiet=True)
+    with ProgressReporter(console, config.train.epochs) as reporter:
+        result = train(config, out, reporter=reporter)
+    if not main_rank:
+        return
+    _print_result(result, as_json)
+
+
+def _print_result(result: RunResult, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(result.summary, indent=2))
         return

@@ -136,8 +136,19 @@ class TrainConfig(_Strict):
         default=1000, ge=1, description="validate on the first N validation samples (None: all)"
     )
     device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N")
-    precision: Literal["fp32", "bf16"] = "fp32"
-    threads: int | None = Field(default=None, ge=1, description="CPU threads (None: all cores)")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        default="auto",
+        description="matmul precision: bf16 products with fp32 elementwise work, or fp32 "
+        "(auto: bf16 where the device multiplies bf16 natively)",
+    )
+    compile: bool = Field(default=False, description="torch.compile the training forward")
+    checkpoint_steps: bool = Field(
+        default=False, description="recompute each EM step in backward (memory flat in T)"
+    )
+    prefetch: int = Field(default=2, ge=0, description="batches gathered ahead on a thread")
+    threads: int | None = Field(
+        default=None, ge=1, description="CPU threads (None: the cores, shared among local ranks)"
+    )
     on_nonfinite: Literal["stop", "skip"] = Field(
         default="stop",
         description="a NaN/inf loss or gradient stops the run, or skips that batch (counted)",
@@ -237,7 +248,10 @@ def load_preset(preset: str) -> dict[str, Any]:
 
 def parse_value(text: str) -> Any:
     """A ``--set`` value: a TOML literal when it parses as one (5, 0.1, true, [1, 2], "x"),
-    otherwise the plain string (so ``--set dataset.path=/data/x.h5`` needs no quotes)."""
+    ``none`` for "unset" (TOML has no null), otherwise the plain string (so
+    ``--set dataset.path=/data/x.h5`` needs no quotes)."""
+    if text.lower() in ("none", "null"):
+        return None
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from grouping.errors import PluginError
 from grouping.guard import blame, check_batch, check_tensor, label
@@ -40,7 +41,8 @@ def e_step(likelihood: Likelihood, target: Tensor, psi: Tensor) -> Tensor:
     target (B, 1, H, W, C), psi (B, K, H, W, C) -> gamma (B, K, H, W, 1). Channels combine as a
     product of per-channel likelihoods (the original summed them, which is only right for C = 1).
     """
-    p = likelihood.pixel_prob(target, psi).prod(dim=-1, keepdim=True) + E_STEP_FLOOR
+    p = likelihood.pixel_prob(target, psi)
+    p = (p if p.shape[-1] == 1 else p.prod(dim=-1, keepdim=True)) + E_STEP_FLOOR
     return p / p.sum(dim=1, keepdim=True)
 
 
@@ -104,6 +106,47 @@ class NeuralEM(nn.Module):
         self.gradient_gamma = gradient_gamma
         self.inter_weight = inter_weight
         self.pred_init = pred_init
+        #: Recompute each EM step in the backward pass instead of keeping its activations, so that
+        #: memory no longer grows with the network's activations times T (``train.checkpoint_steps``).
+        self.checkpoint_steps = False
+
+    def em_step(
+        self, inputs_t: Tensor, target: Tensor, psi: Tensor, gamma: Tensor, state: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """One step (spec 2.4, 2.2): the M-step on gamma * (x~_t - psi), then the E-step against
+        x_{t+1}. inputs_t, target (B, 1, H, W, C) -> psi (B, K, H, W, C), state (B*K, S), gamma."""
+        b, k, h, w, c = psi.shape
+        mask = gamma if self.gradient_gamma else gamma.detach()
+        u = mask * (inputs_t - psi)  # (B, K, H, W, C)
+        flat_psi, state = self._update(u.reshape(b * k, h, w, c), state)
+        # fp32 at the boundary whatever precision the network multiplied in (grouping.precision)
+        psi = flat_psi.reshape(b, k, h, w, c).to(target.dtype)
+        state = state.to(target.dtype)
+        # With gamma's gradient stopped, the E-step needs no autograd graph.
+        with (
+            torch.set_grad_enabled(self.gradient_gamma and torch.is_grad_enabled()),
+            blame(self.likelihood, "pixel_prob"),
+        ):
+            gamma = e_step(self.likelihood, target, psi)
+        check_tensor(self.likelihood, "probabilities", gamma, (b, k, h, w, 1), "(B, K, H, W, 1)")
+        return psi, state, gamma
+
+    def _update(self, u: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        """One M-step through the updater plugin, its output checked: u (N, H, W, C) ->
+        (psi (N, H, W, C), state (N, ...))."""
+        network = getattr(self.updater, "network", None)
+        action = f"forward (with {label(network)})" if network is not None else "forward"
+        with blame(self.updater, action):
+            out = self.updater(u, state)
+        if not (isinstance(out, tuple) and len(out) == 2):
+            raise PluginError(
+                f"{label(self.updater)} returned {type(out).__name__} from forward; "
+                "expected a tuple (psi, state)"
+            )
+        psi, new_state = out
+        check_tensor(self.updater, "psi", psi, tuple(u.shape), "(N, H, W, C)")
+        check_batch(self.updater, "a state", new_state, u.shape[0])
+        return psi, new_state
 
     def forward(
         self,
@@ -136,17 +179,14 @@ class NeuralEM(nn.Module):
 
         psis, gammas, losses, bounds = [], [gamma], [], []
         total = targets.new_zeros(())
+        recompute = self.checkpoint_steps and torch.is_grad_enabled()
         for t in range(steps):
-            mask = gamma if self.gradient_gamma else gamma.detach()
-            u = mask * (inputs[:, t, None] - psi)  # (B, K, H, W, C)
-            flat_psi, state = self._update(u.reshape(b * k, h, w, c), state)
-            psi = flat_psi.reshape(b, k, h, w, c)
             target = targets[:, t + 1, None]  # (B, 1, H, W, C)
-            with blame(self.likelihood, "pixel_prob"):
-                gamma = e_step(self.likelihood, target, psi)
-            check_tensor(
-                self.likelihood, "probabilities", gamma, (b, k, h, w, 1), "(B, K, H, W, 1)"
-            )
+            args = (inputs[:, t, None], target, psi, gamma, state)
+            if recompute:
+                psi, state, gamma = checkpoint(self.em_step, *args, use_reentrant=False)
+            else:
+                psi, state, gamma = self.em_step(*args)
             if weights[t] != 0.0:
                 weight = gamma if self.gradient_gamma else gamma.detach()
                 loss_t = step_loss(self.likelihood, target, psi, weight, self.inter_weight)
@@ -171,20 +211,3 @@ class NeuralEM(nn.Module):
             losses=torch.stack(losses),
             upper_bounds=torch.stack(bounds) if keep else empty,
         )
-
-    def _update(self, u: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        """One M-step through the updater plugin, its output checked: u (N, H, W, C) ->
-        (psi (N, H, W, C), state (N, S))."""
-        network = getattr(self.updater, "network", None)
-        action = f"forward (with {label(network)})" if network is not None else "forward"
-        with blame(self.updater, action):
-            out = self.updater(u, state)
-        if not (isinstance(out, tuple) and len(out) == 2):
-            raise PluginError(
-                f"{label(self.updater)} returned {type(out).__name__} from forward; "
-                "expected a tuple (psi, state)"
-            )
-        psi, new_state = out
-        check_tensor(self.updater, "psi", psi, tuple(u.shape), "(N, H, W, C)")
-        check_batch(self.updater, "a state", new_state, u.shape[0])
-        return psi, new_state

@@ -31,14 +31,17 @@ def label(plugin: object) -> str:
 def blame(plugin: object, action: str) -> Iterator[None]:
     """Turn an exception raised inside ``plugin`` into a one-line :class:`PluginError`.
 
-    Errors that are already ours pass through, and so does running out of memory, which is about
-    the sizes chosen rather than the plugin.
+    Errors that are already ours pass through, and so do torch's own exceptions (running out of
+    memory is about the sizes chosen, and activation checkpointing and ``torch.compile`` use
+    exceptions for control flow).
     """
     try:
         yield
-    except (GroupingError, torch.cuda.OutOfMemoryError, MemoryError):
+    except (GroupingError, MemoryError):
         raise
     except Exception as exc:
+        if type(exc).__module__.startswith("torch"):
+            raise
         cls = type(plugin)
         raise PluginError(
             f"{label(plugin)} ({cls.__module__}.{cls.__qualname__}) failed in {action}: "

@@ -61,6 +61,11 @@ class Likelihood(Plugin):
     kind: ClassVar[PluginKind] = "likelihood"
     #: name of the noise plugin that fits this kind of data (``noise = "auto"`` picks it).
     default_noise: ClassVar[str] = "none"
+    #: True when ``activation`` is the distribution's canonical link (Bernoulli + sigmoid, Gaussian
+    #: + identity), so d log P(x | psi) / d raw = x - psi up to a constant factor: then the masked
+    #: difference gamma * (x - psi) is the gradient of Q with respect to the raw output, which the
+    #: ``n-em`` updater relies on (spec 2.5).
+    canonical_link: ClassVar[bool] = False
 
     def __init__(self, config: PluginConfig) -> None:
         self.config = config
@@ -127,6 +132,13 @@ class Network(nn.Module, Plugin):
     def decode(self, h: Tensor) -> Tensor:
         """Raw prediction (N, H, W, C) from a representation h (N, S), before the likelihood's
         activation."""
+
+    def decoder_weight(self) -> Tensor | None:
+        """W (D, S), D = H*W*C, when ``decode(h)`` is affine in h (W h + b, reshaped), else None.
+
+        Optional: it lets N-EM use the paper's closed-form, tied-weight step instead of autograd.
+        """
+        return None
 
     @abc.abstractmethod
     def forward(self, u: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:

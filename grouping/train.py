@@ -17,16 +17,19 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from grouping import distributed
 from grouping.build import Assembly, assemble, resolve
 from grouping.checkpoint import load_checkpoint, save_checkpoint
 from grouping.config import RunConfig
 from grouping.device import resolve_device
 from grouping.errors import DataError, Interrupted, NonFiniteError, RunDirError
 from grouping.evaluate import Scores, iterate_batches, score_split
-from grouping.guard import apply_noise, nonfinite
+from grouping.loader import Prefetcher
+from grouping.precision import resolve_precision
 from grouping.registry import Registry
 from grouping.rundir import RunDir
 from grouping.signals import StopRequest, catch_stop_signals
+from grouping.step import TrainStep
 
 
 class Reporter(Protocol):
@@ -115,19 +118,37 @@ class Trainer:
         """``out`` is a new run folder, or an opened one with the ``checkpoint`` to resume from
         (see :func:`grouping.resume.resume`)."""
         self.config = resolve(config, registry)
-        self.reporter = reporter or SilentReporter()
-        self.device = resolve_device(self.config.train.device)
-        if self.config.train.threads:
-            torch.set_num_threads(self.config.train.threads)
+        tc = self.config.train
+        # several processes under torchrun: only rank 0 reports and writes (grouping.distributed)
+        self.dist, self.device = distributed.setup(resolve_device(tc.device))
+        self.dist.check_batch(tc.batch_size)
+        self.reporter = (reporter or SilentReporter()) if self.dist.main else SilentReporter()
+        threads = tc.threads or (distributed.default_threads(self.dist) if self.dist.active else 0)
+        if threads:
+            torch.set_num_threads(threads)
         torch.manual_seed(self.config.seed)
         self.parts: Assembly = assemble(self.config, registry)
         self.model = self.parts.model.to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.train.lr)
-        self.generator = make_generator(self.device, self.config.seed)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.lr)
+        self.step = TrainStep(
+            self.model,
+            self.optimizer,
+            self.parts.noise,
+            self.device,
+            precision=resolve_precision(tc.precision, self.device),
+            compile=tc.compile,
+            checkpoint_steps=tc.checkpoint_steps,
+            forward=distributed.wrap(self.model, self.dist, self.device),
+            agree=lambda flag: self.dist.any(flag, self.device),
+        )
+        self.generator = make_generator(self.device, self.dist.seed_for(self.config.seed))
         self.order_rng = np.random.default_rng([self.config.seed, 7])
         self.state = TrainState()
         self.stop = StopRequest()
-        self.rundir = out if isinstance(out, RunDir) else RunDir.create(out, self.config)
+        if isinstance(out, RunDir):
+            self.rundir = out
+        else:
+            self.rundir = RunDir.create(out, self.config) if self.dist.main else RunDir(out)
         if checkpoint is not None:
             self.restore(checkpoint)
 
@@ -158,13 +179,14 @@ class Trainer:
             torch.set_rng_state(rng["torch_global"])
             self.order_rng.bit_generator.state = json.loads(rng["order"])
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise RunDirError(
-                f"the checkpoint does not fit this run ({type(exc).__name__}: "
-                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''})"
+                f"the checkpoint does not fit this run ({type(exc).__name__}: {first})"
             ) from None
 
     def save_last(self) -> None:
-        save_checkpoint(self.rundir.last, self._payload())
+        if self.dist.main:
+            save_checkpoint(self.rundir.last, self._payload())
 
     def load_weights(self, path: Path) -> None:
         payload = load_checkpoint(path, map_location=self.device)
@@ -191,39 +213,33 @@ class Trainer:
         if s.batch == 0:  # a new epoch; a resumed one keeps its saved order and partial sums
             s.start_epoch(self.order_rng.permutation(blocks).tolist())
         order = (np.asarray(s.epoch_order)[:, None] * batch + np.arange(batch)).ravel()
+        order = self.dist.shard_order(order, batch)
+        local = batch // self.dist.world
         self.reporter.epoch_start(s.epoch + 1, blocks)
         self.model.train()
-        autocast = torch.autocast(
-            self.device.type, dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16"
-        )
         start = time.perf_counter()
         outcome = "done"
-        rest = order[s.batch * batch :]
+        rest = order[s.batch * local :]
+        batches = iterate_batches(split, rest, local, cfg.model.steps + 1, self.device)
         try:
-            for features, _groups in iterate_batches(
-                split, rest, batch, cfg.model.steps + 1, self.device
-            ):
-                inputs = apply_noise(self.parts.noise, features, self.generator)
-                with autocast:
-                    out = self.model(inputs, features, self.generator, keep=False)
-                self.optimizer.zero_grad(set_to_none=True)
-                out.loss.backward()
+            for features, _groups in Prefetcher(batches, cfg.train.prefetch):
+                loss = float(self.step(features, self.generator))
                 s.batch += 1
-                loss = float(out.loss.detach())
-                problem = nonfinite(out.loss, self.model)
-                if problem is None:
-                    self.optimizer.step()
+                if self.step.problem is None:
                     s.epoch_losses.append(loss)
                 elif cfg.train.on_nonfinite == "skip":
                     s.epoch_skipped += 1
                 else:
-                    raise NonFiniteError(self._nonfinite_message(problem, blocks), self.rundir.path)
+                    raise NonFiniteError(
+                        self._nonfinite_message(self.step.problem, blocks), self.rundir.path
+                    )
                 s.epoch_images += features.shape[0]
                 self.reporter.batch_end(s.epoch + 1, s.batch, loss)
-                if self.stop.requested:
+                late = deadline is not None and time.perf_counter() > deadline
+                if self.dist.any(self.stop.requested, self.device):
                     outcome = "stop"
                     break
-                if deadline is not None and time.perf_counter() > deadline:
+                if self.dist.any(late, self.device):
                     outcome = "deadline"
                     break
         finally:
@@ -244,15 +260,16 @@ class Trainer:
 
     def validate(self) -> Scores:
         cfg = self.config
-        return score_split(
+        scores = score_split(
             self.model,
             self.parts.noise,
-            self.parts.split("valid"),
-            samples=cfg.train.valid_samples,
+            self.dist.shard_split(self.parts.split("valid"), cfg.train.valid_samples),
+            samples=None,
             batch_size=cfg.eval.batch_size,
             device=self.device,
             generator=self.generator,
         )
+        return self.dist.gather_scores(scores)
 
     def fit(self) -> TrainState:
         """Train until early stopping, the epoch limit or the time limit.
@@ -270,8 +287,8 @@ class Trainer:
             if outcome == "stop":
                 self.save_last()
                 raise Interrupted(
-                    f"interrupted by {self.stop.name} in epoch {s.epoch + 1} after batch "
-                    f"{s.batch}: saved {self.rundir.last}; resume with: "
+                    f"interrupted by {self.stop.name or 'a signal'} in epoch {s.epoch + 1} after "
+                    f"batch {s.batch}: saved {self.rundir.last}; resume with: "
                     f"grouping run --resume {self.rundir.path}",
                     self.rundir.path,
                     self.stop.signum or 2,
@@ -282,14 +299,17 @@ class Trainer:
     def end_epoch(self, timed_out: bool, wall: float) -> None:
         """Validate, decide whether to stop, log the epoch and write the checkpoints."""
         cfg, s = self.config, self.state
-        loss = float(np.mean(s.epoch_losses)) if s.epoch_losses else math.nan
-        images, seconds, skipped = s.epoch_images, s.epoch_seconds, s.epoch_skipped
+        # sums and counts over ranks: each rank's loss is the mean over its share of the batch
+        total, count, seen = self.dist.sum(
+            [sum(s.epoch_losses), len(s.epoch_losses), s.epoch_images], self.device
+        )
+        loss = total / count if count else math.nan
+        images, seconds, skipped = int(seen), s.epoch_seconds, s.epoch_skipped
         s.epoch += 1
         s.train_seconds += seconds
         s.train_images += images
         s.start_epoch([])
-        scores = self.validate()
-        valid = scores.summary()
+        valid = self.validate().summary()
         improved = valid["loss"] < s.best_loss
         if improved:
             s.best_loss, s.best_epoch, s.bad_epochs = valid["loss"], s.epoch, 0
@@ -316,10 +336,11 @@ class Trainer:
             "wall_s": wall,
             "best": improved,
         }
-        self.rundir.append_metrics(record)
-        if improved:
-            save_checkpoint(self.rundir.best, self._payload())
-        self.save_last()
+        if self.dist.main:
+            self.rundir.append_metrics(record)
+            if improved:
+                save_checkpoint(self.rundir.best, self._payload())
+            self.save_last()
         self.reporter.epoch_end(record)
         if s.stop_reason and s.stop_reason != "epoch limit":
             self.reporter.message(f"stopping: {s.stop_reason}")
@@ -327,19 +348,21 @@ class Trainer:
     def test(self, steps: int | None = None) -> dict[str, Any]:
         """Score the best model on the test split (spec 8.1)."""
         cfg = self.config
-        if self.rundir.best.is_file():
+        if self.dist.main and self.rundir.best.is_file():
             self.load_weights(self.rundir.best)
-        generator = make_generator(self.device, cfg.seed + 1)
-        return score_split(
+        self.dist.broadcast_weights(self.model)  # rank 0 read the checkpoint
+        generator = make_generator(self.device, self.dist.seed_for(cfg.seed + 1))
+        scores = score_split(
             self.model,
             self.parts.noise,
-            self.parts.split("test"),
-            samples=cfg.eval.samples,
+            self.dist.shard_split(self.parts.split("test"), cfg.eval.samples),
+            samples=None,
             batch_size=cfg.eval.batch_size,
             device=self.device,
             generator=generator,
             steps=steps,
-        ).summary()
+        )
+        return self.dist.gather_scores(scores).summary()
 
 
 def train(
@@ -354,9 +377,9 @@ def train(
     :class:`grouping.errors.NonFiniteError` on a NaN (``summary.json`` then says why)."""
     t0 = time.perf_counter()
     path = out if isinstance(out, RunDir) else Path(out) if out is not None else None
-    if path is None:
-        path = RunDir.default_path(config.preset)
-    trainer = Trainer(config, path, reporter, registry, checkpoint)
+    trainer = Trainer(
+        config, path or RunDir.default_path(config.preset), reporter, registry, checkpoint
+    )
     try:
         reporter = trainer.reporter
         reporter.message(f"run folder: {trainer.rundir.path}")
@@ -364,7 +387,8 @@ def train(
             try:
                 state = trainer.fit()
             except NonFiniteError as exc:
-                trainer.rundir.write_summary(_stopped_summary(trainer, str(exc), t0))
+                if trainer.dist.main:
+                    trainer.rundir.write_summary(_stopped_summary(trainer, str(exc), t0))
                 raise
         test = trainer.test()
         summary = {
@@ -384,9 +408,12 @@ def train(
             "data_source": trainer.parts.dataset.source(),
             "config": trainer.config.model_dump(mode="json"),
         }
-        trainer.rundir.write_summary(summary)
+        if trainer.dist.main:
+            trainer.rundir.write_summary(summary)
     finally:
         trainer.rundir.close()
+        if trainer.dist.active:
+            distributed.cleanup()
     return RunResult(trainer.rundir.path, summary)
 
 

@@ -22,6 +22,7 @@ class BernoulliLikelihood(Likelihood):
     name = "bernoulli"
     description = "Bernoulli pixels (binary images): BCE inside a cluster, KL to a prior outside"
     default_noise: ClassVar[str] = "bitflip"
+    canonical_link: ClassVar[bool] = True  # sigmoid: d log P / d logit = x - psi
 
     class Config(PluginConfig):
         prior: float = Field(
@@ -34,7 +35,9 @@ class BernoulliLikelihood(Likelihood):
         return torch.sigmoid(raw)
 
     def pixel_prob(self, x: Tensor, psi: Tensor) -> Tensor:
-        return x * psi + (1.0 - x) * (1.0 - psi)
+        # x psi + (1 - x)(1 - psi) as one pass over the K-times larger psi: x is (B, 1, ...) in the
+        # engine, so (1 - x) and (2x - 1) are cheap.
+        return torch.addcmul(1.0 - x, psi, 2.0 * x - 1.0)
 
     def intra(self, x: Tensor, psi: Tensor) -> Tensor:
         p = psi.clamp(CLIP, 1.0 - CLIP)

@@ -58,6 +58,9 @@ class FCNetwork(Network):
         n = h.shape[0]
         return self.decoder(h).reshape(n, *self.spec.image_shape)  # (N, H, W, C)
 
+    def decoder_weight(self) -> Tensor:
+        return self.decoder.weight  # (D, S): decode is the affine map W h + b
+
     def forward(self, u: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         if self.cell is None:
             raise RuntimeError("this fc network was built without its recurrent cell (N-EM only)")

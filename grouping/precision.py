@@ -1,0 +1,100 @@
+"""Matmul precision: bf16 matrix products with fp32 everything else.
+
+``train.precision = "bf16"`` runs the forward under ``torch.autocast(dtype=bfloat16)``, so every
+matmul and convolution (and their backward) multiplies bf16 operands with fp32 accumulation, and
+casts each such layer's output straight back to fp32 with a forward hook. Plain autocast would leave
+the outputs in bf16 and run the sigmoids, the E-step and the loss in bf16 too; bf16 has 8 mantissa
+bits, so a sigmoid output above ~0.998 rounds to exactly 1, the likelihood's clip then cuts the
+gradient to zero, and the E-step's products lose their resolution. With the hooks only the products
+are bf16; the weights, the optimizer, the states and all elementwise work stay fp32.
+
+``"auto"`` picks bf16 where the hardware multiplies bf16 natively (a CUDA GPU that supports it, a CPU
+with AVX-512 BF16 or AMX) and fp32 elsewhere, where bf16 would be emulated and slower.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+Precision = Literal["fp32", "bf16"]
+
+#: Layers whose products autocast runs in bf16 and whose outputs the hooks cast back to fp32.
+MATMUL_LAYERS: tuple[type[nn.Module], ...] = (
+    nn.Linear,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+)
+#: CPU flags of native bf16 dot products (Linux ``/proc/cpuinfo``).
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """True on a CPU with AVX-512 BF16 or AMX (read from /proc/cpuinfo; False where unreadable)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            return any(f in flags for f in CPU_BF16_FLAGS)
+    return False
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bf16 natively."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        return cpu_has_native_bf16()
+    return False
+
+
+def resolve_precision(name: str, device: torch.device) -> Precision:
+    """``auto`` -> bf16 where the device has native bf16, else fp32; fp32 and bf16 as given."""
+    if name == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    if name not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be auto, fp32 or bf16, not {name!r}")
+    return "bf16" if name == "bf16" else "fp32"
+
+
+def _to_fp32(module: nn.Module, args: Any, output: Any) -> Any:
+    """Forward hook: a bf16 layer output becomes fp32 (a no-op outside autocast)."""
+    if isinstance(output, Tensor) and output.dtype == torch.bfloat16:
+        return output.float()
+    return output
+
+
+def install_fp32_outputs(model: nn.Module) -> int:
+    """Hook every matmul layer of ``model`` so its output is fp32; returns how many were hooked.
+
+    Idempotent: a layer is hooked once however often this is called.
+    """
+    count = 0
+    for module in model.modules():
+        if isinstance(module, MATMUL_LAYERS) and not getattr(module, "_grouping_fp32_out", False):
+            module.register_forward_hook(_to_fp32)
+            module._grouping_fp32_out = True  # type: ignore[assignment]
+            count += 1
+    return count
+
+
+def matmul_context(
+    device: torch.device, precision: Precision
+) -> contextlib.AbstractContextManager[Any]:
+    """The context the training forward runs in: bf16 autocast, or nothing for fp32."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
