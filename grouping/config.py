@@ -248,9 +248,10 @@ def load_preset(preset: str) -> dict[str, Any]:
 
 def parse_value(text: str) -> Any:
     """A ``--set`` value: a TOML literal when it parses as one (5, 0.1, true, [1, 2], "x"),
-    ``none`` for "unset" (TOML has no null), otherwise the plain string (so
-    ``--set dataset.path=/data/x.h5`` needs no quotes)."""
-    if text.lower() in ("none", "null"):
+    ``null`` for "unset" (TOML has none), otherwise the plain string (so
+    ``--set dataset.path=/data/x.h5`` needs no quotes, and ``--set noise.name=none`` names the
+    ``none`` plugin)."""
+    if text == "null":
         return None
     try:
         return tomllib.loads(f"v = {text}")["v"]

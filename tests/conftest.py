@@ -24,7 +24,7 @@ TINY = [
     "eval.batch_size=32",
     "model.steps=3",
     "network.hidden=16",
-    "train.max_minutes=none",  # never a wall-clock limit in tests
+    "train.max_minutes=null",  # never a wall-clock limit in tests
 ]
 
 

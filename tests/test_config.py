@@ -57,7 +57,8 @@ def test_precedence_defaults_preset_options_set() -> None:
         ("[1, 2]", [1, 2]),
         ('"x"', "x"),
         ("/a/b.h5", "/a/b.h5"),
-        ("none", None),
+        ("null", None),
+        ("none", "none"),
     ],
 )
 def test_parse_value(text: str, value: object) -> None:

@@ -20,7 +20,7 @@ SHORT = [
     "model.gradient_gamma=false",
     "model.steps=8",
     "train.lr=0.003",
-    "train.max_minutes=none",  # the preset's time limit would make the result load-dependent
+    "train.max_minutes=null",  # the preset's time limit would make the result load-dependent
 ]
 
 
