@@ -283,18 +283,29 @@ class Trainer:
         deadline = start + 60.0 * limit if limit else None
         s = self.state
         while not s.stop_reason and s.epoch < cfg.train.epochs:
-            outcome = self.train_epoch(deadline)
+            # a signal that came during validation stops here, before another epoch starts
+            early = self.dist.any(self.stop.requested, self.device)
+            outcome = "stop" if early else self.train_epoch(deadline)
             if outcome == "stop":
-                self.save_last()
-                raise Interrupted(
-                    f"interrupted by {self.stop.name or 'a signal'} in epoch {s.epoch + 1} after "
-                    f"batch {s.batch}: saved {self.rundir.last}; resume with: "
-                    f"grouping run --resume {self.rundir.path}",
-                    self.rundir.path,
-                    self.stop.signum or 2,
-                )
+                self._interrupted()
             self.end_epoch(outcome == "deadline", time.perf_counter() - start)
         return s
+
+    def _interrupted(self) -> None:
+        """Save the position (mid-epoch or at an epoch boundary) and say how to go on."""
+        s = self.state
+        self.save_last()
+        where = (
+            f"in epoch {s.epoch + 1} after batch {s.batch}"
+            if s.batch
+            else (f"after epoch {s.epoch}")
+        )
+        raise Interrupted(
+            f"interrupted by {self.stop.name or 'a signal'} {where}: saved {self.rundir.last}; "
+            f"resume with: grouping run --resume {self.rundir.path}",
+            self.rundir.path,
+            self.stop.signum or 2,
+        )
 
     def end_epoch(self, timed_out: bool, wall: float) -> None:
         """Validate, decide whether to stop, log the epoch and write the checkpoints."""

@@ -22,7 +22,7 @@ from grouping.config import validate
 from grouping.errors import RunDirError
 from grouping.lock import RunLock
 from tests.conftest import TINY
-from tests.reliability import metrics
+from tests.reliability import metrics, torch_threads
 
 SET_TINY = [arg for item in TINY for arg in ("--set", item)]
 
@@ -46,8 +46,11 @@ def test_a_checkpoint_round_trips_with_its_version_and_digest(tmp_path: Path) ->
 
 
 def test_a_run_stores_the_config_hash_and_best_pt_holds_the_best_epoch(run_dir: Path) -> None:
-    config = build_config("quickstart", assignments=[*TINY, "train.epochs=3", "train.lr=0.03"])
-    run = train(config, run_dir)
+    config = build_config(
+        "quickstart", assignments=[*TINY, "train.epochs=3", "train.lr=0.03", "train.threads=1"]
+    )
+    with torch_threads():
+        run = train(config, run_dir)
     records = metrics(run_dir)
     best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
     last = load_checkpoint(run_dir / "checkpoints" / "last.pt")

@@ -21,7 +21,7 @@ from grouping.cli import cli
 from grouping.errors import NonFiniteError
 from grouping.interfaces import Noise, PluginConfig
 from tests.conftest import TINY
-from tests.reliability import metrics
+from tests.reliability import metrics, torch_threads
 
 SET_TINY = [arg for item in TINY for arg in ("--set", item)]
 
@@ -102,11 +102,10 @@ def test_a_nan_loss_stops_the_run_names_epoch_and_batch_and_keeps_the_checkpoint
 
 
 def test_skip_mode_skips_the_bad_batch_and_counts_it(nan_plugins: None, run_dir: Path) -> None:
-    config = build_config(
-        "quickstart",
-        assignments=[*TINY, "train.epochs=3", "noise.name=nan-at", "train.on_nonfinite=skip"],
-    )
-    run = train(config, run_dir)
+    skip = ["train.epochs=3", "noise.name=nan-at", "train.on_nonfinite=skip", "train.threads=1"]
+    config = build_config("quickstart", assignments=[*TINY, *skip])
+    with torch_threads():
+        run = train(config, run_dir)
     records = metrics(run_dir)
     assert [r["nonfinite_batches"] for r in records] == [0, 1, 0]
     assert all(r["train_loss"] == r["train_loss"] for r in records)  # no NaN in the means

@@ -166,3 +166,23 @@ def test_resume_refuses_a_finished_run_and_a_changed_config(reference: Path, run
     assert resume_cli(run_dir.parent).output.strip() == (
         f"error: {run_dir.parent} is not a run folder (no config.toml)"
     )
+
+
+class SignalInValidation(SilentReporter):
+    """Sends SIGINT while epoch 1 ends (as validation runs, after the last batch)."""
+
+    def epoch_end(self, record: dict[str, Any]) -> None:
+        if record["epoch"] == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_a_signal_between_epochs_stops_before_the_next_one(reference: Path, run_dir: Path) -> None:
+    config = build_config("quickstart", assignments=RESUMABLE)
+    with torch_threads(), pytest.raises(Interrupted) as stop:
+        train(config, run_dir, reporter=SignalInValidation())
+    assert "interrupted by SIGINT after epoch 1: saved" in str(stop.value)
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")["train_state"]
+    assert (state["epoch"], state["batch"]) == (1, 0)
+    with torch_threads():
+        resume(run_dir)
+    assert_same_run(reference, run_dir)
