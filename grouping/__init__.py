@@ -6,6 +6,10 @@ The Python API mirrors the command line::
     config = grouping.build_config("quickstart", assignments=["train.epochs=2"])
     run = grouping.train(config, "runs/demo")
     print(run.test["ami"])
+    grouping.visualize(run.path, samples=6)        # -> runs/demo/figure.png
+    grouping.plot([run.path], out="curves.png")
+    for info in grouping.runs("runs"):
+        print(info.name, info.test_ami)
 """
 
 from __future__ import annotations
@@ -19,7 +23,22 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 from grouping.config import RunConfig, build_config
 from grouping.hookspecs import hookimpl
+from grouping.inspection import LoadedRun, RunInfo, load_run, plot, runs, visualize
 from grouping.resume import resume
 from grouping.train import RunResult, train
 
-__all__ = ["RunConfig", "RunResult", "__version__", "build_config", "hookimpl", "resume", "train"]
+__all__ = [
+    "LoadedRun",
+    "RunConfig",
+    "RunInfo",
+    "RunResult",
+    "__version__",
+    "build_config",
+    "hookimpl",
+    "load_run",
+    "plot",
+    "resume",
+    "runs",
+    "train",
+    "visualize",
+]

@@ -36,7 +36,9 @@ def resolve(config: RunConfig, registry: Registry | None = None) -> RunConfig:
     data = config.model_dump(mode="python")
     dataset_cls = registry.get("dataset", config.dataset.name).cls
     if data["likelihood"]["name"] == AUTO:
-        data["likelihood"]["name"] = dataset_cls.default_likelihood
+        options = config.dataset.options()
+        checked = plugin_options("dataset", config.dataset.name, dataset_cls, options)
+        data["likelihood"]["name"] = dataset_cls.likelihood_for(checked)
     likelihood_cls = registry.get("likelihood", data["likelihood"]["name"]).cls
     if data["noise"]["name"] == AUTO:
         data["noise"]["name"] = likelihood_cls.default_noise
@@ -133,6 +135,11 @@ def build_model(
         inter_weight=m.loss_inter_weight,
         pred_init=m.pred_init,
     )
+
+
+def build_noise(config: RunConfig, registry: Registry | None = None) -> Noise:
+    noise: Noise = _make("noise", config, registry or get_registry())
+    return noise
 
 
 def assemble(config: RunConfig, registry: Registry | None = None) -> Assembly:

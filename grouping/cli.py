@@ -26,6 +26,7 @@ from rich.table import Table
 
 from grouping import __version__, distributed
 from grouping.build import resolve
+from grouping.cli_inspect import COMMANDS
 from grouping.config import build_config
 from grouping.errors import GroupingError, RunDirError, RunStopped, one_line
 from grouping.registry import get_registry
@@ -55,27 +56,20 @@ class ProgressReporter:
         )
         self.epochs_task: TaskID = self.progress.add_task("epochs", total=epochs, info="")
         self.batch_task: TaskID | None = None
-        self.started = False
 
     def __enter__(self) -> ProgressReporter:
-        return self
-
-    def _start(self) -> None:
-        """Show the bars from the first event on, so an early error stays a single line."""
-        if not self.started:
-            self.progress.start()
-            self.started = True
+        return self  # the bars start with the first epoch: a set-up error stays one line
 
     def __exit__(self, *exc: object) -> None:
-        if self.started:
+        if self.progress.live.is_started:
             self.progress.stop()
 
     def message(self, text: str) -> None:
-        self._start()
         self.console.print(text)
 
     def epoch_start(self, epoch: int, batches: int) -> None:
-        self._start()
+        if not self.progress.live.is_started:
+            self.progress.start()
         if self.batch_task is not None:
             self.progress.remove_task(self.batch_task)
         self.batch_task = self.progress.add_task(f"epoch {epoch}", total=batches, info="")
@@ -196,6 +190,9 @@ def options_to_overrides(opts: dict[str, Any]) -> dict[str, Any]:
 )
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
 @click.option(
+    "--tensorboard", is_flag=True, help="also log metrics for TensorBoard (grouping[tensorboard])"
+)
+@click.option(
     "--nproc",
     type=click.IntRange(min=1),
     default=1,
@@ -206,11 +203,13 @@ def run_command(
     out: Path | None,
     resume_dir: Path | None,
     as_json: bool,
+    tensorboard: bool,
     nproc: int,
     assignments: tuple[str, ...],
     **opts: Any,
 ) -> None:
-    """Train a model, test it and write a run folder (or continue one with --resume)."""
+    """Train a model, test it and write a run folder (with a grouping figure, figure.png), or
+    continue one with --resume."""
     if resume_dir is not None:
         if preset is not None or nproc > 1 or (out is not None and out != resume_dir):
             raise RunDirError(
@@ -219,18 +218,18 @@ def run_command(
             )
         job = prepare_resume(resume_dir, options_to_overrides(opts), list(assignments))
         with ProgressReporter(err_console, job.config.train.epochs) as reporter:
-            result = job.run(reporter)
+            result = job.run(reporter, tensorboard=tensorboard)
         _print_result(result, as_json)
         return
     config = resolve(build_config(preset, options_to_overrides(opts), list(assignments)))
     if nproc > 1 and distributed.env_world() == 1:
         out = out or RunDir.default_path(config.preset)
-        extra = ["--json"] if as_json else []
+        extra = (["--json"] if as_json else []) + (["--tensorboard"] if tensorboard else [])
         sys.exit(distributed.launch(config.to_toml(), nproc, out, extra))
     main_rank = distributed.is_main_process()
     console = err_console if main_rank else Console(stderr=True, quiet=True)
     with ProgressReporter(console, config.train.epochs) as reporter:
-        result = train(config, out, reporter=reporter)
+        result = train(config, out, reporter=reporter, tensorboard=tensorboard)
     if not main_rank:
         return
     _print_result(result, as_json)
@@ -280,6 +279,88 @@ def list_plugins(as_json: bool) -> None:
     out_console.print(table)
     for name, reason in registry.failures.items():
         err_console.print(f"[yellow]plugin {name!r} failed to load: {reason}[/yellow]")
+
+
+@cli.group("data")
+def data_group() -> None:
+    """Check data files; export data sets in the original N-EM HDF5 layout."""
+
+
+@data_group.command("check")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+def data_check(path: Path, as_json: bool) -> None:
+    """Validate a data file (.h5 in the original layout, or .npz) before training on it."""
+    from grouping.data_tools import check_file
+
+    report = check_file(path)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        table = Table(
+            title=f"{path}: {report.layout}",
+            caption="dtypes: features / groups; background: label 0, all channels 0; "
+            "overlap: label 0 elsewhere; objects: most labels in one frame",
+        )
+        table.add_column("")
+        rows = [split.as_dict() for split in report.splits]
+        for row in rows:
+            table.add_column(row["split"], justify="right")
+        cells: dict[str, Callable[[dict[str, Any]], str]] = {
+            "samples": lambda r: f"{r['samples']:,}",
+            "frames": lambda r: str(r["frames"]),
+            "H x W x C": lambda r: "x".join(str(v) for v in r["image_shape"]),
+            "dtypes": lambda r: f"{r['features_dtype']} / {r['groups_dtype']}",
+            "values": lambda r: (
+                "[{:g}, {:g}]".format(*r["value_range"]) + (" binary" if r["binary"] else "")
+            ),
+            "labels": lambda r: "[{:g}, {:g}]".format(*r["label_range"]),
+            "background": lambda r: f"{r['background_share']:.1%}",
+            "overlap": lambda r: f"{r['overlap_share']:.1%}",
+            "objects (max)": lambda r: str(r["objects_max"]),
+        }
+        for label, cell in cells.items():
+            table.add_row(label, *(cell(row) for row in rows))
+        out_console.print(table)
+    for defect in report.defects:
+        click.echo(f"error: {defect}", err=True)
+    if not report.ok:
+        raise click.exceptions.Exit(2)
+    if not as_json:
+        out_console.print("ok: no defects found")
+
+
+@data_group.command("export")
+@click.option("--dataset", required=True, help="data set plugin, e.g. shapes")
+@click.option("--preset", help="preset whose sizes and seed to use (default: quickstart)")
+@click.option("--train-size", type=int)
+@click.option("--valid-size", type=int)
+@click.option("--test-size", type=int)
+@click.option("--steps", type=int, help="T; a sequential set stores steps + 1 frames")
+@click.option("--seed", type=int)
+@click.option(
+    "--set", "assignments", multiple=True, metavar="KEY=VALUE", help="e.g. dataset.objects=4"
+)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="the .h5 file to write")
+@click.option("--force", is_flag=True, help="overwrite --out if it exists")
+def data_export(
+    preset: str | None, assignments: tuple[str, ...], out: Path, force: bool, **opts: Any
+) -> None:
+    """Write a data set's train, validation and test splits in the original N-EM HDF5 layout."""
+    from grouping.data_tools import export_dataset
+
+    config = build_config(preset, options_to_overrides(opts), list(assignments))
+    result = export_dataset(config, out, overwrite=force)
+    sizes = ", ".join(f"{name} {n}" for name, n in result.samples.items())
+    h, w, c = result.image_shape
+    kind = "binary" if result.binary else "grey"
+    out_console.print(
+        f"wrote {result.path}: {sizes} samples, {result.frames} frame(s) of {h}x{w}x{c} ({kind})"
+    )
+
+
+for _command in COMMANDS:  # visualize, plot, runs (grouping/cli_inspect.py)
+    cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> None:

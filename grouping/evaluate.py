@@ -58,6 +58,16 @@ def score_groupings(gamma: Tensor, groups: Tensor) -> tuple[np.ndarray, np.ndarr
     return ami, ari
 
 
+def quartiles_per_step(values: np.ndarray) -> dict[str, list[float]]:
+    """The 25th, 50th and 75th percentile over images of per-image, per-step scores (N, T)."""
+    q25, median, q75 = np.percentile(values, [25.0, 50.0, 75.0], axis=0)
+    return {
+        "q25": [float(v) for v in q25],
+        "median": [float(v) for v in median],
+        "q75": [float(v) for v in q75],
+    }
+
+
 @dataclass
 class Scores:
     """Per-image, per-step scores of one pass over a split."""
@@ -93,6 +103,7 @@ class Scores:
             "ari_mean_over_steps": float(mean_ari.mean()),
             "ari_mean_over_steps_std": float(mean_ari.std()),
             "ami_per_step": [float(v) for v in self.ami.mean(axis=0)],
+            "ami_per_step_quartiles": quartiles_per_step(self.ami),
             "upper_bound": float(ub[-1]),
             "upper_bound_per_step": [float(v) for v in ub],
             "loss": self.loss,

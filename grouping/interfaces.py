@@ -259,6 +259,15 @@ class Dataset(Plugin):
     #: Likelihood to use when the user names none (``bernoulli`` for binary data, say).
     default_likelihood: ClassVar[str] = "bernoulli"
 
+    @classmethod
+    def likelihood_for(cls, config: PluginConfig) -> str:
+        """The likelihood ``likelihood.name = "auto"`` picks for these validated options.
+
+        ``default_likelihood`` unless a data set overrides this: one read from a file (``hdf5``,
+        ``arrays``) knows whether its pixels are binary or grey only once it has looked at the file.
+        """
+        return cls.default_likelihood
+
     def __init__(self, config: PluginConfig, sizes: SplitSizes, frames: int, seed: int) -> None:
         """``frames`` is how many frames the run needs (steps + 1); static sets may store 1."""
         self.config = config

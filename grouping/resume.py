@@ -32,9 +32,11 @@ class Resumption:
     checkpoint: dict[str, Any]
     registry: Registry | None = None
 
-    def run(self, reporter: Reporter | None = None) -> RunResult:
+    def run(self, reporter: Reporter | None = None, tensorboard: bool = False) -> RunResult:
         try:
-            return train(self.config, self.rundir, reporter, self.registry, self.checkpoint)
+            return train(
+                self.config, self.rundir, reporter, self.registry, tensorboard, self.checkpoint
+            )
         finally:
             self.rundir.close()
 

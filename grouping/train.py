@@ -208,7 +208,8 @@ class Trainer:
         blocks = len(split) // batch
         if blocks == 0:
             raise DataError(
-                f"the train split holds {len(split)} samples, fewer than train.batch_size {batch}"
+                f"the training split holds {len(split)} samples, fewer than train.batch_size "
+                f"({batch}); use a smaller --batch-size"
             )
         if s.batch == 0:  # a new epoch; a resumed one keeps its saved order and partial sums
             s.start_epoch(self.order_rng.permutation(blocks).tolist())
@@ -381,17 +382,29 @@ def train(
     out: Path | str | RunDir | None = None,
     reporter: Reporter | None = None,
     registry: Registry | None = None,
+    tensorboard: bool = False,
     checkpoint: dict[str, Any] | None = None,
 ) -> RunResult:
     """Train a model from ``config`` into the run folder ``out`` and test it; the Python API of
-    ``grouping run``. Raises :class:`grouping.errors.Interrupted` on SIGINT/SIGTERM and
+    ``grouping run``. ``tensorboard`` also logs each epoch's metrics for TensorBoard. Raises
+    :class:`grouping.errors.Interrupted` on SIGINT/SIGTERM and
     :class:`grouping.errors.NonFiniteError` on a NaN (``summary.json`` then says why)."""
     t0 = time.perf_counter()
     path = out if isinstance(out, RunDir) else Path(out) if out is not None else None
+    if tensorboard:
+        from grouping.tblog import require_tensorboard
+
+        require_tensorboard()  # fail before the run folder exists
     trainer = Trainer(
         config, path or RunDir.default_path(config.preset), reporter, registry, checkpoint
     )
     try:
+        board = None
+        if tensorboard and trainer.dist.main:  # one writer per run, on rank 0
+            from grouping.tblog import TENSORBOARD_DIR, TensorBoardReporter
+
+            board = TensorBoardReporter(trainer.reporter, trainer.rundir.path / TENSORBOARD_DIR)
+            trainer.reporter = board
         reporter = trainer.reporter
         reporter.message(f"run folder: {trainer.rundir.path}")
         with catch_stop_signals(trainer.stop):
@@ -421,6 +434,19 @@ def train(
         }
         if trainer.dist.main:
             trainer.rundir.write_summary(summary)
+            if board is not None:
+                board.close()
+            from grouping.inspection import FIGURE, draw_groupings
+
+            figure = draw_groupings(  # rank 0 alone, on the plain model: no collectives
+                trainer.model,
+                trainer.parts.noise,
+                trainer.parts.dataset.split("test"),
+                trainer.rundir.path / FIGURE,
+                seed=config.seed,
+                title=f"{trainer.rundir.path.name}: test split, best model",
+            )
+            reporter.message(f"figure: {figure}")
     finally:
         trainer.rundir.close()
         if trainer.dist.active:

@@ -312,7 +312,7 @@ PLUGIN_CASES: list[tuple[str, list[str], str]] = [
     ("dataset missing file", ["--dataset", "missing-file"],
      "dataset 'missing-file' (tests.test_bad_input.MissingFile) failed in split('train'): FileNotFoundError: [Errno 2] No such file or directory: '/nonexistent/shapes.npz'"),
     ("split smaller than a batch", ["--dataset", "ten-samples"],
-     "the train split holds 10 samples, fewer than train.batch_size 32"),
+     "the training split holds 10 samples, fewer than train.batch_size (32); use a smaller --batch-size"),
     ("dataset image_shape", ["--dataset", "bad-image-shape"],
      "dataset 'bad-image-shape' has image_shape (28, 28); expected (H, W, C) > 0"),
 ]  # fmt: skip
