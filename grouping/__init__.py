@@ -26,6 +26,7 @@ from grouping.config import RunConfig, build_config
 from grouping.evaluation import evaluate
 from grouping.hookspecs import hookimpl
 from grouping.inspection import LoadedRun, RunInfo, load_run, plot, runs, visualize
+from grouping.resume import resume
 from grouping.train import RunResult, train
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "hookimpl",
     "load_run",
     "plot",
+    "resume",
     "runs",
     "train",
     "visualize",
