@@ -313,13 +313,17 @@ def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
     parts = []
     for err in exc.errors():
         loc = ".".join(_key_text(p) for p in err["loc"] if p != "__root__")
-        key = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "config"
+        key = f"{prefix}{loc}" if loc else prefix.rstrip(".")
         msg = " ".join(err["msg"].removeprefix("Value error, ").split())
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         given = err.get("input")
-        shown = "" if isinstance(given, dict) or given is None else f" (got {_short(given)})"
-        parts.append(f"{key}: {msg}{shown}")
+        shown = (
+            ""
+            if isinstance(given, dict) or given is None or repr(given) in msg
+            else f" (got {_short(given)})"
+        )
+        parts.append(f"{key}: {msg}{shown}" if key else f"{msg}{shown}")
     return "invalid config: " + "; ".join(parts)
 
 
