@@ -112,8 +112,8 @@ def evaluate_regime(trained: dict[str, Any], args: dict[str, Any]) -> dict[str, 
         **{name: {k: r[k] for k in keep} for name, r in out.items()},
         "figure6": {
             "mean": curve["ami_per_step"],
-            "q25": curve["ami_per_step_q25"],
-            "q75": curve["ami_per_step_q75"],
+            "q25": curve["ami_per_step_quartiles"]["q25"],
+            "q75": curve["ami_per_step_quartiles"]["q75"],
         },
     }
 

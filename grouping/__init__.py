@@ -26,6 +26,7 @@ from grouping.config import RunConfig, build_config
 from grouping.evaluation import evaluate
 from grouping.hookspecs import hookimpl
 from grouping.inspection import LoadedRun, RunInfo, load_run, plot, runs, visualize
+from grouping.resume import resume
 from grouping.stages import train_stages
 from grouping.train import RunResult, train
 
@@ -40,6 +41,7 @@ __all__ = [
     "hookimpl",
     "load_run",
     "plot",
+    "resume",
     "runs",
     "train",
     "train_stages",

@@ -6,14 +6,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from pydantic import ValidationError
 
 from grouping.config import AUTO, PLUGIN_SECTIONS, RunConfig, format_validation_error, validate
 from grouping.em import NeuralEM
-from grouping.errors import ConfigError, PluginError
+from grouping.errors import ConfigError, GroupingError, PluginError, one_line
+from grouping.guard import CheckedSplit, blame, checked_split, label
 from grouping.interfaces import (
     Dataset,
     Likelihood,
@@ -22,6 +23,7 @@ from grouping.interfaces import (
     Noise,
     PluginConfig,
     PluginKind,
+    SplitName,
     SplitSizes,
     Updater,
 )
@@ -70,6 +72,13 @@ class Assembly:
     likelihood: Likelihood
     noise: Noise
     model: NeuralEM
+    _splits: dict[SplitName, CheckedSplit] = field(default_factory=dict, repr=False)
+
+    def split(self, name: SplitName) -> CheckedSplit:
+        """The data set's split, with every batch checked at the boundary (``grouping.guard``)."""
+        if name not in self._splits:
+            self._splits[name] = checked_split(self.dataset, name)
+        return self._splits[name]
 
 
 def _make(kind: PluginKind, config: RunConfig, registry: Registry, *args: Any) -> Any:
@@ -80,8 +89,16 @@ def _make(kind: PluginKind, config: RunConfig, registry: Registry, *args: Any) -
         return info.cls(options, *args)
     except (ValueError, TypeError) as exc:
         raise PluginError(
-            f"{kind} {section.name!r} ({info.provider}) refused its config: {exc}"
+            f"{kind} {section.name!r} ({info.provider}) refused its config: "
+            f"{one_line(str(exc), 300)}"
         ) from None
+    except GroupingError:
+        raise
+    except Exception as exc:  # a bug in the plugin: name it, keep the cause chained
+        raise PluginError(
+            f"{kind} {section.name!r} ({info.provider}) failed in __init__: "
+            f"{type(exc).__name__}: {one_line(str(exc), 300)}"
+        ) from exc
 
 
 def build_dataset(
@@ -92,6 +109,10 @@ def build_dataset(
     sizes = SplitSizes(d.train_size, d.valid_size, d.test_size)
     frames = config.model.steps + 1 if frames is None else frames
     dataset: Dataset = _make("dataset", config, registry, sizes, frames, config.seed)
+    with blame(dataset, "image_shape"):
+        shape = tuple(dataset.image_shape)
+    if len(shape) != 3 or not all(isinstance(n, int) and n > 0 for n in shape):
+        raise PluginError(f"{label(dataset)} has image_shape {shape}; expected (H, W, C) > 0")
     return dataset
 
 

@@ -28,12 +28,13 @@ from grouping import __version__, distributed
 from grouping.build import resolve
 from grouping.cli_inspect import COMMANDS
 from grouping.config import DEFAULT_PRESET, assignments_to_dict, build_config, implied_preset
-from grouping.errors import GroupingError
+from grouping.errors import GroupingError, RunDirError, RunStopped, one_line
 from grouping.evaluation import CHECKPOINTS, evaluate
 from grouping.interfaces import SPLITS
 from grouping.registry import get_registry
+from grouping.resume import prepare_resume
 from grouping.rundir import RunDir
-from grouping.train import train
+from grouping.train import RunResult, train
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -97,8 +98,11 @@ class OneLineErrors(click.Group):
         try:
             code = super().main(*args, **kwargs)
         except GroupingError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {one_line(str(exc), 2000)}", err=True)
             sys.exit(2)
+        except RunStopped as exc:
+            click.echo(one_line(str(exc), 2000), err=True)
+            sys.exit(exc.exit_code)
         except click.exceptions.Abort:
             click.echo("aborted", err=True)
             sys.exit(130)
@@ -186,6 +190,12 @@ def options_to_overrides(opts: dict[str, Any]) -> dict[str, Any]:
 @cli.command("run")
 @_run_options
 @click.option("--out", type=click.Path(path_type=Path), help="run folder (default: runs/<stamp>)")
+@click.option(
+    "--resume",
+    "resume_dir",
+    type=click.Path(path_type=Path),
+    help="continue the run in this folder from its last.pt, with its saved config",
+)
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
 @click.option(
     "--tensorboard", is_flag=True, help="also log metrics for TensorBoard (grouping[tensorboard])"
@@ -199,13 +209,26 @@ def options_to_overrides(opts: dict[str, Any]) -> dict[str, Any]:
 def run_command(
     preset: str | None,
     out: Path | None,
+    resume_dir: Path | None,
     as_json: bool,
     tensorboard: bool,
     nproc: int,
     assignments: tuple[str, ...],
     **opts: Any,
 ) -> None:
-    """Train a model, test it and write a run folder (with a grouping figure, figure.png)."""
+    """Train a model, test it and write a run folder (with a grouping figure, figure.png), or
+    continue one with --resume."""
+    if resume_dir is not None:
+        if preset is not None or nproc > 1 or (out is not None and out != resume_dir):
+            raise RunDirError(
+                "--resume takes the config and folder of the run and runs one process; "
+                "drop --preset, --out and --nproc"
+            )
+        job = prepare_resume(resume_dir, options_to_overrides(opts), list(assignments))
+        with ProgressReporter(err_console, job.config.train.epochs) as reporter:
+            result = job.run(reporter, tensorboard=tensorboard)
+        _print_result(result, as_json)
+        return
     overrides = options_to_overrides(opts)
     if preset is None:
         preset = implied_preset(overrides, assignments_to_dict(list(assignments)))
@@ -225,6 +248,10 @@ def run_command(
         result = train(config, out, reporter=reporter, tensorboard=tensorboard)
     if not main_rank:
         return
+    _print_result(result, as_json)
+
+
+def _print_result(result: RunResult, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(result.summary, indent=2))
         return

@@ -150,6 +150,10 @@ class TrainConfig(_Strict):
     threads: int | None = Field(
         default=None, ge=1, description="CPU threads (None: the cores, shared among local ranks)"
     )
+    on_nonfinite: Literal["stop", "skip"] = Field(
+        default="stop",
+        description="a NaN/inf loss or gradient stops the run, or skips that batch (counted)",
+    )
     init_from: str | None = Field(
         default=None,
         min_length=1,
@@ -333,15 +337,35 @@ def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
     """One line naming each bad key, its rule and the value given."""
     parts = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"] if p != "__root__")
-        key = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "config"
-        msg = err["msg"].removeprefix("Value error, ")
+        loc = ".".join(_key_text(p) for p in err["loc"] if p != "__root__")
+        key = f"{prefix}{loc}" if loc else prefix.rstrip(".")
+        msg = " ".join(err["msg"].removeprefix("Value error, ").split())
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         given = err.get("input")
-        shown = "" if isinstance(given, dict) or given is None else f" (got {given!r})"
-        parts.append(f"{key}: {msg}{shown}")
+        shown = (
+            ""
+            if isinstance(given, dict) or given is None or repr(given) in msg
+            else f" (got {_short(given)})"
+        )
+        parts.append(f"{key}: {msg}{shown}" if key else f"{msg}{shown}")
     return "invalid config: " + "; ".join(parts)
+
+
+#: How much of a rejected value an error message shows.
+SHOWN_VALUE_CHARS = 60
+
+
+def _key_text(part: object) -> str:
+    """A key as typed, or quoted when it holds spaces, dots or control characters."""
+    text = str(part)
+    plain = text and text.isprintable() and not any(c.isspace() or c == "." for c in text)
+    return text if plain else repr(text)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= SHOWN_VALUE_CHARS else text[: SHOWN_VALUE_CHARS - 3] + "..."
 
 
 def implied_preset(*layers: dict[str, Any]) -> str:

@@ -13,6 +13,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from grouping.errors import PluginError
+from grouping.guard import blame, check_batch, check_tensor, label
 from grouping.interfaces import Likelihood, Updater
 
 #: Added to every pixel's likelihood before normalising over K, so gamma is never 0/0 when all
@@ -116,14 +118,35 @@ class NeuralEM(nn.Module):
         b, k, h, w, c = psi.shape
         mask = gamma if self.gradient_gamma else gamma.detach()
         u = mask * (inputs_t - psi)  # (B, K, H, W, C)
-        flat_psi, state = self.updater(u.reshape(b * k, h, w, c), state)
+        flat_psi, state = self._update(u.reshape(b * k, h, w, c), state)
         # fp32 at the boundary whatever precision the network multiplied in (grouping.precision)
         psi = flat_psi.reshape(b, k, h, w, c).to(target.dtype)
         state = state.to(target.dtype)
         # With gamma's gradient stopped, the E-step needs no autograd graph.
-        with torch.set_grad_enabled(self.gradient_gamma and torch.is_grad_enabled()):
+        with (
+            torch.set_grad_enabled(self.gradient_gamma and torch.is_grad_enabled()),
+            blame(self.likelihood, "pixel_prob"),
+        ):
             gamma = e_step(self.likelihood, target, psi)
+        check_tensor(self.likelihood, "probabilities", gamma, (b, k, h, w, 1), "(B, K, H, W, 1)")
         return psi, state, gamma
+
+    def _update(self, u: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        """One M-step through the updater plugin, its output checked: u (N, H, W, C) ->
+        (psi (N, H, W, C), state (N, ...))."""
+        network = getattr(self.updater, "network", None)
+        action = f"forward (with {label(network)})" if network is not None else "forward"
+        with blame(self.updater, action):
+            out = self.updater(u, state)
+        if not (isinstance(out, tuple) and len(out) == 2):
+            raise PluginError(
+                f"{label(self.updater)} returned {type(out).__name__} from forward; "
+                "expected a tuple (psi, state)"
+            )
+        psi, new_state = out
+        check_tensor(self.updater, "psi", psi, tuple(u.shape), "(N, H, W, C)")
+        check_batch(self.updater, "a state", new_state, u.shape[0])
+        return psi, new_state
 
     def forward(
         self,
@@ -150,7 +173,9 @@ class NeuralEM(nn.Module):
         device = targets.device
         gamma = initial_gamma((b, k, h, w, 1), generator, device)
         psi = torch.full((b, k, h, w, c), self.pred_init, device=device, dtype=targets.dtype)
-        state = self.updater.initial_state(b * k, device, targets.dtype)
+        with blame(self.updater, "initial_state"):
+            state = self.updater.initial_state(b * k, device, targets.dtype)
+        check_batch(self.updater, "an initial state", state, b * k)
 
         psis, gammas, losses, bounds = [], [gamma], [], []
         total = targets.new_zeros(())

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from grouping.em import NeuralEM
+from grouping.guard import apply_noise
 from grouping.interfaces import Noise, Split
 from grouping.metrics import adjusted_mutual_info, adjusted_rand_index
 
@@ -133,7 +134,7 @@ def score_split(
     scores = Scores(np.zeros((0, steps)), np.zeros((0, steps)))
     try:
         for features, groups in iterate_batches(split, np.arange(n), batch_size, steps + 1, device):
-            inputs = noise(features, generator)
+            inputs = apply_noise(noise, features, generator)
             out = model(inputs, features, generator, steps=steps, weights=weights)
             ami, ari = score_groupings(out.gamma, groups)
             amis.append(ami)

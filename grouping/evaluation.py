@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from grouping.build import assemble, resolve
@@ -32,7 +31,6 @@ CHECKPOINTS = ("best", "last")
 #: Config sections the weights depend on: they must be the same as in training.
 WEIGHT_SECTIONS = ("network", "updater")
 #: Lower and upper quartile reported per step across images (Figure 6 style bands).
-QUARTILES = (25.0, 75.0)
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -90,12 +88,6 @@ def _check_weights_fit(trained: dict[str, Any], config: RunConfig, path: Path) -
             )
 
 
-def per_step_quartiles(ami: np.ndarray) -> dict[str, list[float]]:
-    """Lower and upper quartile of the per-image AMI (N, T) at every step."""
-    lo, hi = np.percentile(ami, QUARTILES, axis=0) if len(ami) else (ami[0:0], ami[0:0])
-    return {"ami_per_step_q25": [float(v) for v in lo], "ami_per_step_q75": [float(v) for v in hi]}
-
-
 def evaluate(
     run_dir: Path | str,
     *,
@@ -113,8 +105,8 @@ def evaluate(
     evaluate``.
 
     Returns the scores of :meth:`grouping.evaluate.Scores.summary` (AMI and ARI at the last step and
-    averaged over steps, AMI per step, the upper bound per step) plus the per-step AMI quartiles
-    (``ami_per_step_q25``, ``ami_per_step_q75``), and ``run_dir``, ``checkpoint``, ``epoch``,
+    averaged over steps, AMI per step with its quartiles over images, the upper bound per step),
+    and ``run_dir``, ``checkpoint``, ``epoch``,
     ``split``, ``changed`` (config keys that differ from training: {key: [trained, now]}) and the
     evaluation's ``config``. With ``per_image``, ``ami_per_image`` holds every image's AMI per step
     (N lists of T floats). Noise and gamma^(0) come from the seed + 1 stream, as the run's own test,
@@ -173,7 +165,6 @@ def evaluate(
         "epoch": int(payload.get("train_state", {}).get("epoch", 0)),
         "split": split,
         **scores.summary(),
-        **per_step_quartiles(scores.ami),
         "changed": config_changes(trained, config),
         "config": config.model_dump(mode="json"),
     }

@@ -8,6 +8,7 @@
       checkpoints/best.pt    best validation loss so far
       checkpoints/last.pt    end of the latest epoch
       summary.json           test scores, epochs, throughput, wall time, data source, config
+      .lock                  held by the process training in the folder (see grouping.lock)
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from grouping.config import RunConfig, load_config_file
 from grouping.errors import RunDirError
+from grouping.lock import LOCK_NAME, RunLock
 
 CONFIG = "config.toml"
 METRICS = "metrics.jsonl"
@@ -30,6 +32,7 @@ SUMMARY = "summary.json"
 @dataclass
 class RunDir:
     path: Path
+    lock: RunLock | None = field(default=None, repr=False)
 
     @staticmethod
     def default_path(preset: str, root: Path = Path("runs")) -> Path:
@@ -44,25 +47,43 @@ class RunDir:
 
     @classmethod
     def create(cls, path: Path, config: RunConfig) -> RunDir:
-        """A new run folder; an existing folder that holds anything is refused, never overwritten."""
+        """A new run folder, locked; a folder that holds anything is refused, never overwritten."""
         if path.exists() and not path.is_dir():
             raise RunDirError(f"--out {path} exists and is not a folder")
-        if path.is_dir() and any(path.iterdir()):
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunDirError(f"cannot create the run folder {path}: {exc.strerror}") from None
+        existed = (path / LOCK_NAME).exists()
+        lock = RunLock(path).acquire()  # before looking inside: two runs may race for one folder
+        if any(p.name != LOCK_NAME for p in path.iterdir()):
+            lock.release()
+            if not existed:
+                (path / LOCK_NAME).unlink(missing_ok=True)
             what = "a run" if (path / CONFIG).exists() else "other files"
-            raise RunDirError(f"--out {path} already holds {what}; choose an empty or new folder")
+            hint = f"; continue it with --resume {path}" if what == "a run" else ""
+            raise RunDirError(
+                f"--out {path} already holds {what}; choose an empty or new folder{hint}"
+            )
         try:
             (path / "checkpoints").mkdir(parents=True, exist_ok=True)
             (path / CONFIG).write_text(config.to_toml(), encoding="utf-8")
         except OSError as exc:
+            lock.release()
             raise RunDirError(f"cannot write the run folder {path}: {exc.strerror}") from None
-        return cls(path)
+        return cls(path, lock)
 
     @classmethod
-    def open(cls, path: Path) -> RunDir:
-        """An existing run folder (one that holds a ``config.toml``)."""
+    def open(cls, path: Path, lock: bool = False) -> RunDir:
+        """An existing run folder (one that holds a ``config.toml``); with ``lock``, locked."""
         if not (path / CONFIG).is_file():
             raise RunDirError(f"{path} is not a run folder (no {CONFIG})")
-        return cls(path)
+        return cls(path, RunLock(path).acquire() if lock else None)
+
+    def close(self) -> None:
+        """Release the lock (the process ending releases it too)."""
+        if self.lock is not None:
+            self.lock.release()
 
     @property
     def config_path(self) -> Path:
@@ -83,11 +104,29 @@ class RunDir:
             os.fsync(f.fileno())
 
     def metrics(self) -> list[dict[str, Any]]:
+        """The per-epoch records; a torn last line (a crash mid-write) is skipped."""
         path = self.path / METRICS
         if not path.is_file():
             return []
-        lines = path.read_text(encoding="utf-8").splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
+        records = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+        return records
+
+    def keep_metrics_until(self, epoch: int) -> None:
+        """Drop records after ``epoch`` (written before a crash, but not in the checkpoint being
+        resumed), so a resumed run continues ``metrics.jsonl`` without duplicates."""
+        kept = [
+            r for r in self.metrics() if isinstance(r.get("epoch"), int) and r["epoch"] <= epoch
+        ]
+        tmp = self.path / (METRICS + ".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+        os.replace(tmp, self.path / METRICS)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         tmp = self.path / (SUMMARY + ".tmp")

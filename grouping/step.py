@@ -8,18 +8,25 @@ its ``DistributedDataParallel`` wrapper).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from grouping.em import NeuralEM
+from grouping.guard import apply_noise, nonfinite
 from grouping.interfaces import Noise
 from grouping.precision import Precision, install_fp32_outputs, matmul_context
 
 
 class TrainStep:
-    """Callable ``(features, generator) -> loss`` that trains ``model`` by one optimizer step."""
+    """Callable ``(features, generator) -> loss`` that trains ``model`` by one optimizer step.
+
+    A step whose loss or gradients are not finite is not applied: ``problem`` then says what was
+    wrong (else it is None), and the trainer stops or skips (``train.on_nonfinite``). ``agree``
+    makes all data-parallel ranks take the same decision.
+    """
 
     def __init__(
         self,
@@ -32,6 +39,7 @@ class TrainStep:
         compile: bool = False,
         checkpoint_steps: bool = False,
         forward: nn.Module | None = None,
+        agree: Callable[[bool], bool] | None = None,
     ) -> None:
         self.model = model
         self.optimizer = optimizer
@@ -43,13 +51,20 @@ class TrainStep:
         model.checkpoint_steps = checkpoint_steps
         module = forward if forward is not None else model
         self.forward: Any = torch.compile(module) if compile else module
+        self.agree = agree or (lambda flag: flag)
+        self.problem: str | None = None
 
     def __call__(self, features: Tensor, generator: torch.Generator) -> Tensor:
         """features (B, T+1, H, W, C) clean frames -> the detached training loss (a scalar)."""
-        inputs = self.noise(features, generator)
+        inputs = apply_noise(self.noise, features, generator)
         with matmul_context(self.device, self.precision):
             out = self.forward(inputs, features, generator, keep=False)
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
-        self.optimizer.step()
+        problem = nonfinite(out.loss, self.model)
+        if self.agree(problem is not None):
+            self.problem = problem or "another process met a non-finite loss or gradient"
+        else:
+            self.problem = None
+            self.optimizer.step()
         return out.loss.detach()

@@ -64,7 +64,9 @@ def test_evaluate_with_another_k_and_another_number_of_objects(trained: Path) ->
     assert scores["images"] == 24
     assert len(scores["ami_per_step"]) == len(scores["upper_bound_per_step"]) == 3
     for lo, mid, hi in zip(
-        scores["ami_per_step_q25"], scores["ami_per_step"], scores["ami_per_step_q75"]
+        scores["ami_per_step_quartiles"]["q25"],
+        scores["ami_per_step"],
+        scores["ami_per_step_quartiles"]["q75"],
     ):
         assert -1.0 <= lo <= hi <= 1.0 and -1.0 <= mid <= 1.0
     for key in ("ami", "ari", "ami_mean_over_steps", "ari_mean_over_steps", "upper_bound"):
@@ -77,7 +79,7 @@ def test_evaluate_more_steps_and_keep_per_image_scores(trained: Path) -> None:
     assert len(result["ami_per_step"]) == 6
     assert len(result["ami_per_image"]) == 16 and len(result["ami_per_image"][0]) == 6
     # with one component every scored pixel is in the same group
-    assert result["ami_per_step_q75"][-1] <= 1.0
+    assert result["ami_per_step_quartiles"]["q75"][-1] <= 1.0
 
 
 def test_evaluate_prints_a_table(trained: Path) -> None:

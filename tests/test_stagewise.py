@@ -263,8 +263,9 @@ def test_ami_per_step_with_quartiles_for_fifty_steps(mnist_run: Path) -> None:
     per_image = np.asarray(r["ami_per_image"])  # (N, 50)
     assert per_image.shape == (32, 50)
     np.testing.assert_allclose(r["ami_per_step"], per_image.mean(axis=0))
-    np.testing.assert_allclose(r["ami_per_step_q25"], np.percentile(per_image, 25, axis=0))
-    np.testing.assert_allclose(r["ami_per_step_q75"], np.percentile(per_image, 75, axis=0))
+    quartiles = r["ami_per_step_quartiles"]
+    np.testing.assert_allclose(quartiles["q25"], np.percentile(per_image, 25, axis=0))
+    np.testing.assert_allclose(quartiles["q75"], np.percentile(per_image, 75, axis=0))
 
 
 def test_evaluating_a_stagewise_run_scores_its_last_stage(tmp_path: Path) -> None:
