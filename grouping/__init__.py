@@ -27,6 +27,7 @@ from grouping.evaluation import evaluate
 from grouping.hookspecs import hookimpl
 from grouping.inspection import LoadedRun, RunInfo, load_run, plot, runs, visualize
 from grouping.resume import resume
+from grouping.stages import train_stages
 from grouping.train import RunResult, train
 
 __all__ = [
@@ -43,5 +44,6 @@ __all__ = [
     "resume",
     "runs",
     "train",
+    "train_stages",
     "visualize",
 ]

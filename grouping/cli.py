@@ -27,7 +27,7 @@ from rich.table import Table
 from grouping import __version__, distributed
 from grouping.build import resolve
 from grouping.cli_inspect import COMMANDS
-from grouping.config import build_config
+from grouping.config import DEFAULT_PRESET, assignments_to_dict, build_config, implied_preset
 from grouping.errors import GroupingError, RunDirError, RunStopped, one_line
 from grouping.evaluation import CHECKPOINTS, evaluate
 from grouping.interfaces import SPLITS
@@ -139,6 +139,11 @@ def _run_options(f: F) -> F:
         click.option("--device", help="auto, cpu, cuda or cuda:N"),
         click.option("--max-minutes", type=float, help="stop training after this many minutes"),
         click.option(
+            "--init-from",
+            metavar="RUN_DIR",
+            help="start from this run's best weights and optimizer state (stage-wise training)",
+        ),
+        click.option(
             "--set",
             "assignments",
             multiple=True,
@@ -168,6 +173,7 @@ def options_to_overrides(opts: dict[str, Any]) -> dict[str, Any]:
         "test_size": ("dataset", "test_size"),
         "device": ("train", "device"),
         "max_minutes": ("train", "max_minutes"),
+        "init_from": ("train", "init_from"),
     }
     out: dict[str, Any] = {}
     for key, value in opts.items():
@@ -223,7 +229,15 @@ def run_command(
             result = job.run(reporter, tensorboard=tensorboard)
         _print_result(result, as_json)
         return
-    config = resolve(build_config(preset, options_to_overrides(opts), list(assignments)))
+    overrides = options_to_overrides(opts)
+    if preset is None:
+        preset = implied_preset(overrides, assignments_to_dict(list(assignments)))
+        if preset != DEFAULT_PRESET:
+            err_console.print(
+                f"no --preset and no --dataset: using preset {preset!r}, the default of the "
+                "likelihood you chose"
+            )
+    config = resolve(build_config(preset, overrides, list(assignments)))
     if nproc > 1 and distributed.env_world() == 1:
         out = out or RunDir.default_path(config.preset)
         extra = (["--json"] if as_json else []) + (["--tensorboard"] if tensorboard else [])

@@ -31,8 +31,9 @@ from pydantic import (
     model_validator,
 )
 
-from grouping.errors import ConfigError
+from grouping.errors import ConfigError, PluginError
 from grouping.interfaces import PluginKind
+from grouping.registry import get_registry
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -153,6 +154,11 @@ class TrainConfig(_Strict):
         default="stop",
         description="a NaN/inf loss or gradient stops the run, or skips that batch (counted)",
     )
+    init_from: str | None = Field(
+        default=None,
+        min_length=1,
+        description="run folder whose best weights (and optimizer state) the run starts from",
+    )
 
     @field_validator("device")
     @classmethod
@@ -170,6 +176,16 @@ class EvalConfig(_Strict):
     samples: int | None = Field(default=None, ge=1, description="score the first N (None: all)")
 
 
+class Stage(_Strict):
+    """One stage of a stage-wise run: the run's config with these overrides, started from the
+    previous stage's best checkpoint (``grouping.stages``)."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$", description="its run folder")
+    overrides: dict[str, Any] = Field(
+        default_factory=dict, description="nested sections, as in a preset: {dataset = {pool = 20}}"
+    )
+
+
 class RunConfig(_Strict):
     """Everything that defines a run. Saved as ``config.toml`` in the run folder."""
 
@@ -183,6 +199,15 @@ class RunConfig(_Strict):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    #: Empty for a plain run; otherwise the run is these stages in order (``grouping.stages``).
+    stages: list[Stage] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _stage_names_unique(self) -> RunConfig:
+        names = [stage.name for stage in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stage names must be unique, got {names}")
+        return self
 
     @model_validator(mode="after")
     def _batch_fits(self) -> RunConfig:
@@ -343,15 +368,43 @@ def _short(value: object) -> str:
     return text if len(text) <= SHOWN_VALUE_CHARS else text[: SHOWN_VALUE_CHARS - 3] + "..."
 
 
+def implied_preset(*layers: dict[str, Any]) -> str:
+    """The preset of a run that names none: ``DEFAULT_PRESET``, unless the overrides name a
+    likelihood but no data set and that likelihood class sets ``default_preset``.
+
+    ``layers`` are the override dictionaries, lowest precedence first (options, then ``--set``).
+    So ``--likelihood gaussian`` alone trains on data that suits Gaussian pixels, while
+    ``--likelihood gaussian --dataset shapes`` keeps the default preset.
+    """
+    likelihood = None
+    for layer in layers:
+        if layer.get("dataset", {}).get("name"):
+            return DEFAULT_PRESET
+        likelihood = layer.get("likelihood", {}).get("name", likelihood)
+    if not likelihood or likelihood == AUTO:
+        return DEFAULT_PRESET
+    try:
+        cls = get_registry().get("likelihood", str(likelihood)).cls
+    except PluginError:  # reported, with the valid names, when the config is resolved
+        return DEFAULT_PRESET
+    preset: str | None = getattr(cls, "default_preset", None)
+    return preset or DEFAULT_PRESET
+
+
 def build_config(
     preset: str | None = None,
     options: dict[str, Any] | None = None,
     assignments: list[str] | None = None,
 ) -> RunConfig:
-    """Defaults < preset < command-line options < ``--set`` assignments, validated once."""
-    data: dict[str, Any] = load_preset(preset or DEFAULT_PRESET)
-    data = merge(data, options or {})
-    data = merge(data, assignments_to_dict(assignments or []))
+    """Defaults < preset < command-line options < ``--set`` assignments, validated once.
+
+    Without a preset, :func:`implied_preset` picks one from the overrides.
+    """
+    options = options or {}
+    sets = assignments_to_dict(assignments or [])
+    data: dict[str, Any] = load_preset(preset or implied_preset(options, sets))
+    data = merge(data, options)
+    data = merge(data, sets)
     return validate(data)
 
 

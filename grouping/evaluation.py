@@ -23,7 +23,7 @@ from grouping.errors import RunDirError
 from grouping.evaluate import Scores, score_split
 from grouping.interfaces import SPLITS, SplitName
 from grouping.registry import Registry
-from grouping.rundir import RunDir
+from grouping.rundir import RunDir, final_run
 from grouping.train import make_generator
 
 #: Checkpoints a run folder holds (``checkpoints/<name>.pt``).
@@ -116,7 +116,7 @@ def evaluate(
         raise RunDirError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
     if checkpoint not in CHECKPOINTS:
         raise RunDirError(f"unknown checkpoint {checkpoint!r}; valid: {', '.join(CHECKPOINTS)}")
-    run = RunDir.open(Path(run_dir))
+    run = RunDir.open(final_run(Path(run_dir)))  # a stage-wise run: its last stage
     ckpt_path = run.best if checkpoint == "best" else run.last
     if not ckpt_path.is_file():
         raise RunDirError(

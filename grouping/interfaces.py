@@ -61,6 +61,9 @@ class Likelihood(Plugin):
     kind: ClassVar[PluginKind] = "likelihood"
     #: name of the noise plugin that fits this kind of data (``noise = "auto"`` picks it).
     default_noise: ClassVar[str] = "none"
+    #: preset (name or .toml path) of a run that names this likelihood but no preset and no data
+    #: set; None keeps the default preset (``config.implied_preset``).
+    default_preset: ClassVar[str | None] = None
     #: True when ``activation`` is the distribution's canonical link (Bernoulli + sigmoid, Gaussian
     #: + identity), so d log P(x | psi) / d raw = x - psi up to a constant factor: then the masked
     #: difference gamma * (x - psi) is the gradient of Q with respect to the raw output, which the
@@ -290,5 +293,8 @@ class Dataset(Plugin):
         """The named split; built once, then reused."""
 
     def source(self) -> dict[str, object]:
-        """Where the data came from, recorded as ``data_source`` in ``summary.json``."""
+        """Where the data came from, recorded as ``data_source`` in ``summary.json``.
+
+        An optional ``description`` entry is one line that a run prints when it starts.
+        """
         return {"kind": "generated", "dataset": self.name, "seed": self.seed}

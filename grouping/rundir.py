@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grouping.config import RunConfig
+from grouping.config import RunConfig, load_config_file
 from grouping.errors import RunDirError
 from grouping.lock import LOCK_NAME, RunLock
 
@@ -139,3 +139,14 @@ class RunDir:
             raise RunDirError(f"{self.path} has no {SUMMARY}: the run has not finished")
         data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
         return data
+
+
+def final_run(path: Path) -> Path:
+    """The run folder that holds a run's weights: the last stage's for a stage-wise run (whose
+    config has ``stages``), the folder itself otherwise."""
+    config = path / CONFIG
+    if config.is_file():
+        stages = load_config_file(config).stages
+        if stages:
+            return final_run(path / stages[-1].name)
+    return path

@@ -24,6 +24,7 @@ from grouping.config import RunConfig
 from grouping.device import resolve_device
 from grouping.errors import DataError, Interrupted, NonFiniteError, RunDirError
 from grouping.evaluate import Scores, iterate_batches, score_split
+from grouping.init_from import init_from
 from grouping.loader import Prefetcher
 from grouping.precision import resolve_precision
 from grouping.registry import Registry
@@ -145,6 +146,12 @@ class Trainer:
         self.order_rng = np.random.default_rng([self.config.seed, 7])
         self.state = TrainState()
         self.stop = StopRequest()
+        # --init-from: before the run folder exists, so a mismatch leaves none behind
+        self.init_message: str | None = None
+        if tc.init_from and checkpoint is None:
+            self.init_message = init_from(
+                self.model, self.optimizer, Path(tc.init_from), self.device
+            )
         if isinstance(out, RunDir):
             self.rundir = out
         else:
@@ -388,7 +395,13 @@ def train(
     """Train a model from ``config`` into the run folder ``out`` and test it; the Python API of
     ``grouping run``. ``tensorboard`` also logs each epoch's metrics for TensorBoard. Raises
     :class:`grouping.errors.Interrupted` on SIGINT/SIGTERM and
-    :class:`grouping.errors.NonFiniteError` on a NaN (``summary.json`` then says why)."""
+    :class:`grouping.errors.NonFiniteError` on a NaN (``summary.json`` then says why). A config
+    with ``stages`` trains them in order (``grouping.stages``)."""
+    if config.stages:
+        from grouping.stages import train_stages  # stages builds on this module
+
+        root = out.path if isinstance(out, RunDir) else out
+        return train_stages(config, root, reporter, registry, tensorboard=tensorboard)
     t0 = time.perf_counter()
     path = out if isinstance(out, RunDir) else Path(out) if out is not None else None
     if tensorboard:
@@ -407,6 +420,10 @@ def train(
             trainer.reporter = board
         reporter = trainer.reporter
         reporter.message(f"run folder: {trainer.rundir.path}")
+        source = trainer.parts.dataset.source()
+        for line in (source.get("description"), trainer.init_message):
+            if line:
+                reporter.message(str(line))
         with catch_stop_signals(trainer.stop):
             try:
                 state = trainer.fit()
@@ -429,7 +446,7 @@ def train(
             "wall_s": time.perf_counter() - t0,
             "device": str(trainer.device),
             "parameters": sum(p.numel() for p in trainer.model.parameters()),
-            "data_source": trainer.parts.dataset.source(),
+            "data_source": source,
             "config": trainer.config.model_dump(mode="json"),
         }
         if trainer.dist.main:

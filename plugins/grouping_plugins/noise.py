@@ -1,4 +1,5 @@
-"""Input corruptions (spec 4.1): bit flips for binary data, and none."""
+"""Input corruptions (spec 4.1): bit flips for binary data, masked uniform noise for grey-scale
+data, and none."""
 
 from __future__ import annotations
 
@@ -28,6 +29,26 @@ class BitflipNoise(Noise):
         return x + flip - 2.0 * x * flip
 
 
+class MaskedUniformNoise(Noise):
+    """m * v + (1 - m) * x with m ~ Bernoulli(p) and v ~ U(0, 1) per pixel, for grey-scale images.
+
+    U(0, 1) spans the data range: a replaced pixel carries no information about the one it hides.
+    """
+
+    name = "masked-uniform"
+    description = "replace each pixel with probability p by a uniform value in [0, 1]"
+
+    class Config(PluginConfig):
+        probability: float = Field(default=0.2, ge=0.0, le=1.0)
+
+    config: Config
+
+    def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        mask = torch.rand(x.shape, generator=generator, device=x.device) < self.config.probability
+        value = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return torch.where(mask, value, x)
+
+
 class NoNoise(Noise):
     """The clean input."""
 
@@ -41,4 +62,5 @@ class NoNoise(Noise):
 @hookimpl
 def register_noises(register):  # type: ignore[no-untyped-def]
     register(BitflipNoise)
+    register(MaskedUniformNoise)
     register(NoNoise)
