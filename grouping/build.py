@@ -38,7 +38,14 @@ def resolve(config: RunConfig, registry: Registry | None = None) -> RunConfig:
     if data["likelihood"]["name"] == AUTO:
         options = config.dataset.options()
         checked = plugin_options("dataset", config.dataset.name, dataset_cls, options)
-        data["likelihood"]["name"] = dataset_cls.likelihood_for(checked)
+        chosen = dataset_cls.likelihood_for(checked)
+        if not chosen:
+            valid = ", ".join(registry.names("likelihood"))
+            raise ConfigError(
+                f"dataset {config.dataset.name!r} names no default likelihood; "
+                f"choose one with --likelihood (valid: {valid})"
+            )
+        data["likelihood"]["name"] = chosen
     likelihood_cls = registry.get("likelihood", data["likelihood"]["name"]).cls
     if data["noise"]["name"] == AUTO:
         data["noise"]["name"] = likelihood_cls.default_noise

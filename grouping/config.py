@@ -62,7 +62,7 @@ class PluginSection(BaseModel):
 
 
 class DatasetSection(PluginSection):
-    name: str = Field(default="shapes", min_length=1)
+    name: str = Field(min_length=1)
     train_size: int = Field(default=50_000, ge=1)
     valid_size: int = Field(default=10_000, ge=1)
     test_size: int = Field(default=10_000, ge=1)
@@ -74,11 +74,11 @@ class LikelihoodSection(PluginSection):
 
 
 class NetworkSection(PluginSection):
-    name: str = Field(default="fc", min_length=1)
+    name: str = Field(min_length=1)
 
 
 class UpdaterSection(PluginSection):
-    name: str = Field(default="rnn-em", min_length=1)
+    name: str = Field(min_length=1)
 
 
 class NoiseSection(PluginSection):
@@ -191,10 +191,12 @@ class RunConfig(_Strict):
 
     preset: str = DEFAULT_PRESET
     seed: int = Field(default=0, ge=0, le=2**63 - 1)
-    dataset: DatasetSection = DatasetSection()
+    # The core names no plugin: the data set, network and updater come from a preset (every
+    # config starts from one, ``quickstart`` by default) or from the user.
+    dataset: DatasetSection
     likelihood: LikelihoodSection = LikelihoodSection()
-    network: NetworkSection = NetworkSection()
-    updater: UpdaterSection = UpdaterSection()
+    network: NetworkSection
+    updater: UpdaterSection
     noise: NoiseSection = NoiseSection()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()

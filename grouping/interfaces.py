@@ -260,10 +260,10 @@ class Dataset(Plugin):
 
     kind: ClassVar[PluginKind] = "dataset"
     #: Likelihood to use when the user names none (``bernoulli`` for binary data, say).
-    default_likelihood: ClassVar[str] = "bernoulli"
+    default_likelihood: ClassVar[str | None] = None
 
     @classmethod
-    def likelihood_for(cls, config: PluginConfig) -> str:
+    def likelihood_for(cls, config: PluginConfig) -> str | None:
         """The likelihood ``likelihood.name = "auto"`` picks for these validated options.
 
         ``default_likelihood`` unless a data set overrides this: one read from a file (``hdf5``,

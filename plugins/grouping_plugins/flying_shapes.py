@@ -90,6 +90,8 @@ class FlyingShapesDataset(Dataset):
                 )
             return self
 
+    default_likelihood = "bernoulli"
+
     config: Config
 
     def __init__(self, *args: object, **kwargs: object) -> None:

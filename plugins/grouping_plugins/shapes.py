@@ -25,6 +25,8 @@ class ShapesDataset(Dataset):
         objects: int = Field(default=3, ge=1, le=20, description="sprites per image")
         size: int = Field(default=28, ge=max(BOX), le=256, description="image height and width")
 
+    default_likelihood = "bernoulli"
+
     config: Config
 
     def __init__(self, *args: object, **kwargs: object) -> None:
