@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grouping.config import RunConfig, load_config_file
+from grouping.config import RunConfig, read_toml
 from grouping.errors import RunDirError
 from grouping.lock import LOCK_NAME, RunLock
 
@@ -146,7 +146,10 @@ def final_run(path: Path) -> Path:
     config has ``stages``), the folder itself otherwise."""
     config = path / CONFIG
     if config.is_file():
-        stages = load_config_file(config).stages
-        if stages:
-            return final_run(path / stages[-1].name)
+        # the raw file is enough to find the stages; validating it is the caller's business
+        stages = read_toml(config).get("stages")
+        last = stages[-1] if isinstance(stages, list) and stages else None
+        name = last.get("name") if isinstance(last, dict) else None
+        if isinstance(name, str) and name and name not in (".", ".."):
+            return final_run(path / name)
     return path
