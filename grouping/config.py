@@ -146,7 +146,12 @@ class TrainConfig(_Strict):
     checkpoint_steps: bool = Field(
         default=False, description="recompute each EM step in backward (memory flat in T)"
     )
-    prefetch: int = Field(default=2, ge=0, description="batches gathered ahead on a thread")
+    prefetch: int | None = Field(
+        default=None,
+        ge=0,
+        description="batches gathered ahead on a thread (None: 2 on CUDA, 0 on the CPU, where "
+        "the thread competes with the compute threads: it halved the quickstart's images/s)",
+    )
     threads: int | None = Field(
         default=None, ge=1, description="CPU threads (None: the cores, shared among local ranks)"
     )

@@ -205,6 +205,14 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------------
 
+    @property
+    def prefetch_depth(self) -> int:
+        """Batches gathered ahead: ``train.prefetch``, or by device (see its description)."""
+        depth = self.config.train.prefetch
+        if depth is None:
+            return 2 if self.device.type == "cuda" else 0
+        return depth
+
     def train_epoch(self, deadline: float | None) -> str:
         """Train the rest of the current epoch; returns "done", "deadline" (the time limit passed)
         or "stop" (a stop request came). Progress goes into ``self.state``, batch by batch."""
@@ -230,7 +238,7 @@ class Trainer:
         rest = order[s.batch * local :]
         batches = iterate_batches(split, rest, local, cfg.model.steps + 1, self.device)
         try:
-            for features, _groups in Prefetcher(batches, cfg.train.prefetch):
+            for features, _groups in Prefetcher(batches, self.prefetch_depth):
                 loss = float(self.step(features, self.generator))
                 s.batch += 1
                 if self.step.problem is None:
