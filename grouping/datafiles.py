@@ -16,6 +16,7 @@ file formats, not plugins: the ``hdf5`` and ``arrays`` plugins and ``grouping.da
 
 from __future__ import annotations
 
+import abc
 import math
 import zipfile
 from collections.abc import Iterator
@@ -161,7 +162,7 @@ def check_values(features: np.ndarray, groups: np.ndarray, where: str) -> None:
 # readers: one split's samples, first axis samples
 
 
-class SampleArrays:
+class SampleArrays(abc.ABC):
     """One split of a file as samples: ``read`` gives features (b, F, H, W, C) float32 and raw groups
     (b, F, H, W). Subclasses hold the storage; ``frames`` is how many the file stores per sample."""
 
@@ -170,8 +171,9 @@ class SampleArrays:
     frames: int
     image_shape: tuple[int, int, int]
 
+    @abc.abstractmethod
     def read(self, start: int, stop: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError
+        """Samples ``start`` to ``stop`` (first ``frames`` frames): features and raw groups."""
 
     def chunks(self, frames: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """The whole split in chunks of ``SCAN_CHUNK`` samples."""
