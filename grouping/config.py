@@ -410,9 +410,25 @@ def build_config(
     options = options or {}
     sets = assignments_to_dict(assignments or [])
     data: dict[str, Any] = load_preset(preset or implied_preset(options, sets))
+    data = merge(data, _noise_follows_likelihood(data, options, sets))
     data = merge(data, options)
     data = merge(data, sets)
     return validate(data)
+
+
+def _noise_follows_likelihood(
+    base: dict[str, Any], options: dict[str, Any], sets: dict[str, Any]
+) -> dict[str, Any]:
+    """A likelihood chosen on the command line brings its own default noise (``noise = auto``)
+    unless the noise is chosen too: the preset's noise was picked for the preset's likelihood."""
+    sections = [d.get("likelihood") for d in (options, sets)]
+    names = [s.get("name") for s in sections if isinstance(s, dict) and "name" in s]
+    chosen = names[-1] if names else None
+    preset = base.get("likelihood")
+    current = preset.get("name") if isinstance(preset, dict) else None
+    if chosen and chosen != current and "noise" not in options and "noise" not in sets:
+        return {"noise": {"name": AUTO}}
+    return {}
 
 
 def validate(data: dict[str, Any]) -> RunConfig:

@@ -138,3 +138,14 @@ def test_saved_config_round_trips(tmp_path: Path) -> None:
     assert isinstance(again, RunConfig)
     # a saved config is itself a preset: replaying it gives the same config
     assert resolve(build_config(str(path))).model_dump() == c.model_dump()
+
+
+def test_a_likelihood_chosen_on_the_command_line_brings_its_default_noise() -> None:
+    c = resolve(build_config("quickstart", options={"likelihood": {"name": "gaussian"}}))
+    assert c.noise.name == "masked-uniform"  # not the preset's bitflip, which fits bernoulli
+    kept = build_config(
+        "quickstart", options={"likelihood": {"name": "gaussian"}}, assignments=["noise.name=none"]
+    )
+    assert kept.noise.name == "none"
+    same = build_config("quickstart", options={"likelihood": {"name": "bernoulli"}})
+    assert same.noise.name == "bitflip" and same.noise.options() == {"probability": 0.1}
