@@ -12,7 +12,8 @@ from grouping_plugins.rnn_em import RNNEM
 from torch import Tensor
 
 from grouping.em import E_STEP_FLOOR, NeuralEM, e_step, initial_gamma, step_loss, upper_bound
-from grouping.interfaces import Network, NetworkSpec, PluginConfig, Updater
+from grouping.interfaces import NetworkSpec, PluginConfig, Updater
+from tests.fakes import IdentityNetwork
 
 bern = BernoulliLikelihood(BernoulliLikelihood.Config())
 
@@ -125,21 +126,6 @@ def test_stop_gradient_blocks_gamma_in_the_input_mask() -> None:
     assert not torch.allclose(grads[False], grads[True])
 
 
-class _Identity(Network):
-    name = "id"
-    description = "test"
-
-    @property
-    def state_size(self) -> int:
-        return 1
-
-    def decode(self, h: Tensor) -> Tensor:
-        return h
-
-    def forward(self, u: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        return u, state
-
-
 def test_frame_alignment_input_t_target_t_plus_1() -> None:
     """A model that predicts its (clean, single-component) input frame t is scored against frame
     t + 1: on a hand-made sequence 0, 1, 0, 1 the loss of every step is the BCE of a wrong guess."""
@@ -153,7 +139,7 @@ def test_frame_alignment_input_t_target_t_plus_1() -> None:
             psi = (u + state).clamp(0.1, 0.9)
             return psi, psi
 
-    net = _Identity(PluginConfig(), NetworkSpec((1, 1, 1)))
+    net = IdentityNetwork(PluginConfig(), NetworkSpec((1, 1, 1)))
     model = NeuralEM(Echo(PluginConfig(), net, bern), bern, 1, 3, [1.0, 1.0, 1.0], False)
     model.updater.initial_state = lambda n, device, dtype: torch.zeros(n, 1, 1, 1)  # type: ignore[method-assign]
     seq = torch.tensor([0.0, 1.0, 0.0, 1.0]).reshape(1, 4, 1, 1, 1)

@@ -12,25 +12,11 @@ from torch import Tensor
 
 from grouping.em import NeuralEM
 from grouping.evaluate import frames_for, score_groupings
-from grouping.interfaces import Network, NetworkSpec, PluginConfig, SplitSizes, Updater
+from grouping.interfaces import NetworkSpec, PluginConfig, SplitSizes, Updater
+from tests.fakes import IdentityNetwork
 
 bern = BernoulliLikelihood(BernoulliLikelihood.Config())
 LOW, HIGH = 0.1, 0.9  # the copy model's prediction for an off and an on pixel
-
-
-class _NoNetwork(Network):
-    name = "none"
-    description = "test"
-
-    @property
-    def state_size(self) -> int:
-        return 1
-
-    def decode(self, h: Tensor) -> Tensor:
-        return h
-
-    def forward(self, u: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        return u, state
 
 
 class Copy(Updater):
@@ -48,7 +34,7 @@ class Copy(Updater):
 
 
 def copy_model(steps: int) -> NeuralEM:
-    net = _NoNetwork(PluginConfig(), NetworkSpec((28, 28, 1)))
+    net = IdentityNetwork(PluginConfig(), NetworkSpec((28, 28, 1)))
     return NeuralEM(Copy(PluginConfig(), net, bern), bern, 1, steps, [1.0] * steps, False)
 
 
