@@ -18,6 +18,7 @@ A single process (no ``WORLD_SIZE``, or 1) takes none of these paths.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -188,8 +189,15 @@ def default_threads(ctx: Dist) -> int:
 
 
 def cleanup() -> None:
-    """Leave the process group (the end of a torchrun'd run)."""
+    """Leave the process group (the end of a torchrun'd run), all ranks together.
+
+    Rank 0 still writes the summary and draws the figure after the last collective; a rank that
+    tore down its gloo connections meanwhile was seen to abort ("terminate called without an active
+    exception"), so every rank waits at a barrier first.
+    """
     if dist.is_available() and dist.is_initialized():
+        with contextlib.suppress(RuntimeError):  # a peer is gone: nothing left to wait for
+            dist.barrier()
         dist.destroy_process_group()
 
 
