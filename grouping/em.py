@@ -199,7 +199,6 @@ class NeuralEM(nn.Module):
                             step_loss(self.likelihood, target, psi, gamma, self.inter_weight)
                         )
                     bounds.append(upper_bound(self.likelihood, target, psi))
-            if keep:
                 psis.append(psi)
                 gammas.append(gamma)
 

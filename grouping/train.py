@@ -25,6 +25,7 @@ from grouping.device import resolve_device
 from grouping.errors import DataError, Interrupted, NonFiniteError, RunDirError
 from grouping.evaluate import Scores, iterate_batches, score_split
 from grouping.init_from import init_from
+from grouping.interfaces import SplitName
 from grouping.loader import Prefetcher
 from grouping.precision import resolve_precision
 from grouping.registry import Registry
@@ -274,18 +275,28 @@ class Trainer:
             "--set train.on_nonfinite=skip skips such batches instead"
         )
 
-    def validate(self) -> Scores:
-        cfg = self.config
+    def _score(
+        self,
+        split: SplitName,
+        samples: int | None,
+        generator: torch.Generator,
+        steps: int | None = None,
+    ) -> Scores:
+        """Score the current model on this rank's share of a split, gathered over all ranks."""
         scores = score_split(
             self.model,
             self.parts.noise,
-            self.dist.shard_split(self.parts.split("valid"), cfg.train.valid_samples),
+            self.dist.shard_split(self.parts.split(split), samples),
             samples=None,
-            batch_size=cfg.eval.batch_size,
+            batch_size=self.config.eval.batch_size,
             device=self.device,
-            generator=self.generator,
+            generator=generator,
+            steps=steps,
         )
         return self.dist.gather_scores(scores)
+
+    def validate(self) -> Scores:
+        return self._score("valid", self.config.train.valid_samples, self.generator)
 
     def fit(self) -> TrainState:
         """Train until early stopping, the epoch limit or the time limit.
@@ -379,17 +390,7 @@ class Trainer:
             self.load_weights(self.rundir.best)
         self.dist.broadcast_weights(self.model)  # rank 0 read the checkpoint
         generator = make_generator(self.device, self.dist.seed_for(cfg.seed + 1))
-        scores = score_split(
-            self.model,
-            self.parts.noise,
-            self.dist.shard_split(self.parts.split("test"), cfg.eval.samples),
-            samples=None,
-            batch_size=cfg.eval.batch_size,
-            device=self.device,
-            generator=generator,
-            steps=steps,
-        )
-        return self.dist.gather_scores(scores).summary()
+        return self._score("test", cfg.eval.samples, generator, steps).summary()
 
 
 def train(
