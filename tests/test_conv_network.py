@@ -202,6 +202,43 @@ def test_copies_are_independent() -> None:
     torch.testing.assert_close(a1, a[2:3])
 
 
+@pytest.mark.parametrize("kernel", [2, 3, 4, 5])
+def test_resize_conv_equals_nearest_resize_then_same_conv(kernel: int) -> None:
+    """The sub-pixel form of "r_conv" is exact: same output and same gradients (input, weight,
+    bias) as resizing x2 by nearest neighbour and convolving, in float64."""
+    torch.manual_seed(kernel)
+    up = conv._UpConv(5, 3, kernel).double()
+    x = torch.randn(2, 5, 7, 6, dtype=torch.float64, requires_grad=True)  # (N, C, H, W)
+    plain = up.conv(nn.functional.interpolate(x, scale_factor=2.0, mode="nearest"))
+    fast = up(x)
+    assert fast.shape == plain.shape == (2, 3, 14, 12)
+    torch.testing.assert_close(fast, plain, rtol=0, atol=1e-12)
+    g = torch.randn_like(plain)
+    wrt = [x, up.conv.conv.weight, up.conv.conv.bias]
+    for a, b in zip(
+        torch.autograd.grad((plain * g).sum(), wrt),
+        torch.autograd.grad((fast * g).sum(), wrt),
+        strict=True,
+    ):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-11)
+
+
+def test_resize_conv_keeps_the_plain_layers_parameters() -> None:
+    """Checkpoints do not see the sub-pixel form: the state dict holds only the conv's weights."""
+    up = conv._UpConv(4, 2, 4)
+    assert list(up.state_dict()) == ["conv.conv.weight", "conv.conv.bias"]
+
+
+def test_resize_conv_output_is_fp32_under_bf16_autocast() -> None:
+    """Only the product is bf16 (grouping.precision): the layer hands fp32 to what follows."""
+    up = conv._UpConv(4, 2, 4)
+    x = torch.randn(3, 4, 7, 7)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = up(x)
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y, up(x), rtol=0.05, atol=0.05)
+
+
 def test_registers_through_hook() -> None:
     got: list[type] = []
     conv.register_networks(register=got.append)
