@@ -143,6 +143,11 @@ class TrainConfig(_Strict):
         "(auto: bf16 where the device multiplies bf16 natively)",
     )
     compile: bool = Field(default=False, description="torch.compile the training forward")
+    cpu_matmul: Literal["auto", "blas", "onednn"] = Field(
+        default="auto",
+        description="fp32 linear layers on the CPU through the BLAS or oneDNN (auto: oneDNN on "
+        "a non-Intel CPU with AVX-512, where MKL runs its AVX2 kernels at half the rate)",
+    )
     checkpoint_steps: bool = Field(
         default=False, description="recompute each EM step in backward (memory flat in T)"
     )

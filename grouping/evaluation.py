@@ -18,6 +18,7 @@ import torch
 from grouping.build import assemble, resolve
 from grouping.checkpoint import load_checkpoint
 from grouping.config import RunConfig, build_config
+from grouping.cpu_linear import use_cpu_matmul
 from grouping.device import resolve_device
 from grouping.errors import RunDirError
 from grouping.evaluate import Scores, score_split
@@ -141,6 +142,7 @@ def evaluate(
     torch.manual_seed(config.seed)
     parts = assemble(config, registry)
     model = parts.model.to(target)
+    use_cpu_matmul(model, config.train.cpu_matmul, target)  # as the run's own test scoring
     try:
         model.load_state_dict(payload["model"])
     except (RuntimeError, KeyError) as exc:

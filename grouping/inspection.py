@@ -19,6 +19,7 @@ import torch
 from grouping.build import build_dataset, build_model, build_noise, resolve
 from grouping.checkpoint import load_checkpoint
 from grouping.config import load_config_file, read_toml
+from grouping.cpu_linear import use_cpu_matmul
 from grouping.em import NeuralEM
 from grouping.errors import ConfigError, GroupingError, RunDirError
 from grouping.evaluate import frames_for
@@ -64,6 +65,7 @@ def load_run(
         raise RunDirError(
             f"{checkpoint} does not fit the model of {rundir.config_path}: {first[:200]}"
         ) from None
+    use_cpu_matmul(model, config.train.cpu_matmul, torch.device("cpu"))
     noise = build_noise(config, registry)
     model.eval()
     return LoadedRun(rundir.path, config, dataset, model, noise, checkpoint)

@@ -21,6 +21,7 @@ from grouping import distributed
 from grouping.build import Assembly, assemble, resolve
 from grouping.checkpoint import load_checkpoint, save_checkpoint
 from grouping.config import RunConfig
+from grouping.cpu_linear import resolve_cpu_matmul
 from grouping.device import resolve_device
 from grouping.errors import DataError, Interrupted, NonFiniteError, RunDirError
 from grouping.evaluate import Scores, iterate_batches, score_split
@@ -139,6 +140,7 @@ class Trainer:
             self.device,
             precision=resolve_precision(tc.precision, self.device),
             compile=tc.compile,
+            onednn_linear=resolve_cpu_matmul(tc.cpu_matmul, self.device),
             checkpoint_steps=tc.checkpoint_steps,
             forward=distributed.wrap(self.model, self.dist, self.device),
             agree=lambda flag: self.dist.any(flag, self.device),

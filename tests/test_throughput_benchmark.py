@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,14 +23,14 @@ def _load():  # type: ignore[no-untyped-def]
     return module
 
 
-def test_fc_flops_per_image_match_a_hand_count() -> None:
+def test_fc_flops_and_recorded_products_match_a_hand_count() -> None:
     tp = _load()
     fam = dataclasses.replace(tp.FAMILIES[0], steps=2, network_options={"hidden": 8}, notes=[])
     model, noise = tp.build(fam, seed=0)
     step = tp.TrainStep(model, torch.optim.Adam(model.parameters()), noise, torch.device("cpu"))
     path = tp.Path_("eager", step, 0, torch.Generator().manual_seed(0))
     split = tp.make_split(fam, 4, seed=1)
-    flops, largest = tp.count_flops(path, split, fam, 2, torch.device("cpu"))
+    flops, products = tp.record_products(path, split, fam, 2, torch.device("cpu"))
     d, s, k, t = 28 * 28, 8, fam.components, fam.steps
     cell, dec = (d + s) * s, s * d  # multiply-adds per copy
     forward = 2 * (cell + dec) * k * t
@@ -38,8 +38,39 @@ def test_fc_flops_per_image_match_a_hand_count() -> None:
     # (u at step 1 depends on nothing trainable)
     backward = 2 * forward - 2 * cell * k
     assert flops == forward + backward
-    assert largest == (2 * k, d + s, s)
-    assert np.isfinite(flops)
+    # the recorder sees the same products as GEMMs: per step and batch of 2 images
+    assert sum(p.flops for p in products) == 2 * flops
+    n = 2 * k  # rows: images x components
+    assert tp.Product(n, d + s, s, 1, torch.float32) in products  # cell forward
+    assert tp.Product(s, n, d + s, 1, torch.float32) in products  # cell weight gradient
+    assert tp.Product(n, s, d, 1, torch.float32) in products  # decoder forward
+
+
+def test_recorder_counts_a_convolution_as_its_gemms() -> None:
+    tp = _load()
+    x = torch.randn(3, 4, 10, 10, requires_grad=True)
+    w = torch.randn(6, 4, 3, 3, requires_grad=True)
+    with tp.ProductRecorder() as rec:
+        y = torch.nn.functional.conv2d(x, w, stride=2)  # (3, 6, 4, 4)
+        y.sum().backward()
+    rows, taps = 3 * 4 * 4, 4 * 3 * 3
+    assert rec.products == [
+        tp.Product(rows, taps, 6, 1, torch.float32),  # forward
+        tp.Product(rows, 6, taps, 1, torch.float32),  # grad of the input
+        tp.Product(6, rows, taps, 1, torch.float32),  # grad of the weight
+    ]
+
+
+def test_workload_peak_is_flops_over_the_time_of_the_dense_products() -> None:
+    tp = _load()
+    a = tp.Product(10, 10, 10, 1, torch.float32)  # 2,000 FLOPs
+    b = tp.Product(20, 10, 10, 1, torch.float32)  # 4,000 FLOPs
+    rates = {a: tp.Rate(mm=1.0, best=2.0), b: tp.Rate(mm=4.0, best=4.0)}
+    tp.dense_rate = lambda shape, device, seconds: tp.Rate()  # measured rates only lower nothing
+    peak = tp.workload_peak([a, b, b], torch.device("cpu"), 0.0, rates)
+    # best: 10,000 FLOPs in 2,000 / 2 + 8,000 / 4 ns-units; mm: in 2,000 / 1 + 8,000 / 4
+    assert peak.best == pytest.approx(10_000 / (1_000 + 2_000))
+    assert peak.mm == pytest.approx(10_000 / (2_000 + 2_000))
 
 
 def test_quick_json_has_the_issue_keys(tmp_path: Path) -> None:
