@@ -198,8 +198,8 @@ def make_split(family: Family, samples: int, seed: int) -> ArraySplit:
 # --------------------------------------------------------------------------------------------------
 # measurement
 
-#: ``--quick`` trains the conv families at this batch size (a conv step at batch 64 takes seconds
-#: on two cores); the full run uses ``--batch`` (64) for every family.
+#: ``--quick`` trains the conv families at this batch size unless ``--batch`` is given (a conv step
+#: at batch 64 takes about a second on two cores); otherwise every family trains at batch 64.
 QUICK_CONV_BATCH = 16
 
 
@@ -403,7 +403,8 @@ def peak_memory_mb(
 
 
 def bench_family(family: Family, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
-    batch = args.batch if family.static or not args.quick else min(args.batch, QUICK_CONV_BATCH)
+    quick_conv = args.quick and not family.static
+    batch = args.batch or (QUICK_CONV_BATCH if quick_conv else 64)
     split = make_split(family, batch * 4, seed=1)
     precision: Precision = resolve_precision(args.precision, device)
     paths = []
@@ -541,7 +542,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--cpu-matmul", default="auto", choices=["auto", "blas", "onednn"],
         help="fp32 linear kernel of the fast path on the CPU (train.cpu_matmul)",
     )  # fmt: skip
-    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument(
+        "--batch",
+        type=int,
+        help="batch size of every family (default 64; 16 for conv with --quick)",
+    )
     ap.add_argument("--steps", type=int, help="training steps per timed repeat")
     ap.add_argument("--repeats", type=int, help="timed repeats per path (interleaved)")
     ap.add_argument("--warmup", type=int, help="untimed steps per path first")

@@ -9,7 +9,8 @@ fc network's shapes: 200 against 410 GFLOP/s, forward and both backward products
 (``torch.ops.mkldnn._linear_pointwise``, the kernel torch.compile's CPU backend uses), with a
 backward made of the same kernel. ``"auto"`` does so exactly where MKL takes its AVX2 path: a
 non-Intel CPU with AVX-512, with the op present. Products under autocast (bf16, which already go to
-oneDNN), on other devices, in other dtypes or inside torch.compile are left to PyTorch.
+oneDNN), on other devices and in other dtypes are left to PyTorch. torch.compile traces through the
+routed layers (measured: 1,497 images/s compiled against 1,416 eager for the fc model in fp32).
 """
 
 from __future__ import annotations
@@ -120,11 +121,6 @@ def _autocast_on() -> bool:
         return torch.is_autocast_cpu_enabled()
 
 
-def _compiling() -> bool:
-    is_compiling = getattr(torch.compiler, "is_compiling", None)  # torch >= 2.3
-    return bool(is_compiling()) if is_compiling is not None else False
-
-
 class OneDNNLinear(nn.Linear):
     """``nn.Linear`` whose fp32 CPU products go through oneDNN; anything else as ``nn.Linear``."""
 
@@ -134,7 +130,6 @@ class OneDNNLinear(nn.Linear):
             and input.dtype == self.weight.dtype == torch.float32
             and input.numel() > 0
             and not _autocast_on()
-            and not _compiling()
         )
         if not eligible:
             return super().forward(input)
