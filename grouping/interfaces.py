@@ -16,8 +16,10 @@ and builds the plugin from that validated object.
 from __future__ import annotations
 
 import abc
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -255,6 +257,25 @@ class ArraySplit(Split):
         return self.features[idx], self.groups[idx].to(torch.int64)
 
 
+DatasetT = TypeVar("DatasetT", bound="Dataset")
+
+
+def cached_split(
+    make: Callable[[DatasetT, SplitName], Split],
+) -> Callable[[DatasetT, SplitName], Split]:
+    """Decorate a data set's ``split``: each named split is built on its first request, then the
+    same object is returned, so a split is generated once per run however often it is asked for."""
+
+    @functools.wraps(make)
+    def split(self: DatasetT, name: SplitName) -> Split:
+        built: dict[SplitName, Split] = self.__dict__.setdefault("_cached_splits", {})
+        if name not in built:
+            built[name] = make(self, name)
+        return built[name]
+
+    return split
+
+
 class Dataset(Plugin):
     """Train / validation / test splits of (features, groups) with frames on a time axis (spec 6)."""
 
@@ -290,7 +311,7 @@ class Dataset(Plugin):
 
     @abc.abstractmethod
     def split(self, name: SplitName) -> Split:
-        """The named split; built once, then reused."""
+        """The named split; built once, then reused (``@cached_split`` does both)."""
 
     def source(self) -> dict[str, object]:
         """Where the data came from, recorded as ``data_source`` in ``summary.json``.

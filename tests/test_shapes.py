@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from grouping_plugins.shapes import ShapesDataset
 from grouping_plugins.sprites import (
     INVERTED_TRIANGLE,
@@ -60,3 +61,22 @@ def test_dataset_splits_have_the_interface_shapes() -> None:
     # splits are independent streams: the test split does not depend on the training size
     other = ShapesDataset(ShapesDataset.Config(), SplitSizes(40, 5, 7), frames=16, seed=1)
     assert (other.split("test").get(np.arange(7))[0] == ds.split("test").get(np.arange(7))[0]).all()
+
+
+def test_each_split_is_generated_once_per_data_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``@cached_split``: the same object on every request, built on the first one only."""
+    import grouping_plugins.shapes as shapes
+
+    calls: list[int] = []
+
+    def counting(n: int, *args: object) -> tuple[np.ndarray, np.ndarray]:
+        calls.append(n)
+        return static_shapes(n, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(shapes, "static_shapes", counting)
+    ds = ShapesDataset(ShapesDataset.Config(), SplitSizes(6, 4, 5), frames=16, seed=1)
+    first = ds.split("valid")
+    assert ds.split("valid") is first and calls == [4]
+    assert ds.split("test") is not first and calls == [4, 5]
+    again = ShapesDataset(ShapesDataset.Config(), SplitSizes(6, 4, 5), frames=16, seed=1)
+    assert again.split("valid") is not first and calls == [4, 5, 4]  # one cache per data set

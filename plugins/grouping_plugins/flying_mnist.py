@@ -40,7 +40,7 @@ from torch import Tensor
 
 from grouping.errors import DataError
 from grouping.hookspecs import Register, hookimpl
-from grouping.interfaces import SPLITS, Dataset, PluginConfig, Split, SplitName
+from grouping.interfaces import SPLITS, Dataset, PluginConfig, Split, SplitName, cached_split
 from grouping_plugins.digits import MNIST_SIDE, DigitImages, load_digits, pool
 
 #: MNIST digits are size-normalised into a 20x20 box centred in the 28x28 image; the fallback
@@ -241,7 +241,6 @@ class FlyingMnistDataset(Dataset):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._splits: dict[SplitName, Split] = {}
         self._digits: dict[str, tuple[np.ndarray, dict[str, object]]] = {}
         # read the digits now: a missing or broken file fails before a run folder is made
         self.digit_sprites("train")
@@ -265,25 +264,16 @@ class FlyingMnistDataset(Dataset):
             self._digits[part] = (prepare_sprites(images, self.config.digit_size), images.source)
         return self._digits[part]
 
+    @cached_split
     def split(self, name: SplitName) -> Split:
-        if name not in self._splits:
-            cfg = self.config
-            sprites, _ = self.digit_sprites("test" if name == "test" else "train")
-            rng = np.random.default_rng([self.seed, TRAJECTORY_STREAM, SPLITS.index(name)])
-            room = cfg.size - cfg.digit_size
-            traj = draw_trajectories(
-                rng,
-                self.sizes[name],
-                cfg.digits,
-                len(sprites),
-                room,
-                (cfg.speed_min, cfg.speed_max),
-            )
-            frames = 1 if cfg.static else self.frames
-            self._splits[name] = FlyingDigitsSplit(
-                sprites, traj, frames, cfg.size, cfg.label_threshold
-            )
-        return self._splits[name]
+        cfg = self.config
+        sprites, _ = self.digit_sprites("test" if name == "test" else "train")
+        rng = np.random.default_rng([self.seed, TRAJECTORY_STREAM, SPLITS.index(name)])
+        room = cfg.size - cfg.digit_size
+        speeds = (cfg.speed_min, cfg.speed_max)
+        traj = draw_trajectories(rng, self.sizes[name], cfg.digits, len(sprites), room, speeds)
+        frames = 1 if cfg.static else self.frames
+        return FlyingDigitsSplit(sprites, traj, frames, cfg.size, cfg.label_threshold)
 
     def source(self) -> dict[str, object]:
         """The digit source (with the files read) of the training pool and of the test digits."""

@@ -21,7 +21,7 @@ from pydantic import Field, model_validator
 from torch import Tensor
 
 from grouping.hookspecs import Register, hookimpl
-from grouping.interfaces import SPLITS, Dataset, PluginConfig, Split, SplitName
+from grouping.interfaces import SPLITS, Dataset, PluginConfig, Split, SplitName, cached_split
 from grouping_plugins.motion import pixel_positions, sample_motion
 from grouping_plugins.sprites import BOX, SIZES, SPRITES, render
 
@@ -94,10 +94,6 @@ class FlyingShapesDataset(Dataset):
 
     config: Config
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._splits: dict[SplitName, FlyingSplit] = {}
-
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return (self.config.size, self.config.size, 1)
@@ -106,18 +102,16 @@ class FlyingShapesDataset(Dataset):
     def binary(self) -> bool:
         return True
 
+    @cached_split
     def split(self, name: SplitName) -> Split:
-        if name not in self._splits:
-            cfg = self.config
-            # split streams distinct from the static set's ([seed, i]) so the two never coincide
-            rng = np.random.default_rng([self.seed, SPLITS.index(name), cfg.objects, 6])
-            n = self.sizes[name]
-            kinds = rng.integers(0, len(SPRITES), size=(n, cfg.objects))
-            span = np.array([cfg.size, cfg.size]) - SIZES[kinds]  # (N, O, 2)
-            start, velocity = sample_motion(rng, span, cfg.min_speed, cfg.max_speed)
-            size = (cfg.size, cfg.size)
-            self._splits[name] = FlyingSplit(kinds, start, velocity, size, self.frames)
-        return self._splits[name]
+        cfg = self.config
+        # split streams distinct from the static set's ([seed, i]) so the two never coincide
+        rng = np.random.default_rng([self.seed, SPLITS.index(name), cfg.objects, 6])
+        n = self.sizes[name]
+        kinds = rng.integers(0, len(SPRITES), size=(n, cfg.objects))
+        span = np.array([cfg.size, cfg.size]) - SIZES[kinds]  # (N, O, 2)
+        start, velocity = sample_motion(rng, span, cfg.min_speed, cfg.max_speed)
+        return FlyingSplit(kinds, start, velocity, (cfg.size, cfg.size), self.frames)
 
     def source(self) -> dict[str, object]:
         return {**super().source(), "objects": self.config.objects, "frames": self.frames}

@@ -36,6 +36,7 @@ from grouping.interfaces import (
     Split,
     SplitName,
     SplitSizes,
+    cached_split,
 )
 from grouping_plugins.pixels import likelihood_name
 
@@ -86,7 +87,6 @@ class HDF5Dataset(Dataset):
             arrays = self.file.splits[name]
             head = min(self.counts[name], DETECT_SAMPLES)
             check_values(*arrays.read(0, head, self.read_frames[name]), arrays.where)
-        self._splits: dict[SplitName, Split] = {}
         self._binary = config.binary
 
     @classmethod
@@ -108,15 +108,13 @@ class HDF5Dataset(Dataset):
             self._binary = file_is_binary(self.file)
         return self._binary
 
+    @cached_split
     def split(self, name: SplitName) -> Split:
-        if name not in self._splits:
-            arrays = self.file.splits[name]
-            count, frames = self.counts[name], self.read_frames[name]
-            if self.config.in_memory:
-                self._splits[name] = ArraySplit(*checked_in_memory(arrays, count, frames))
-            else:
-                self._splits[name] = FileSplit(arrays, count, frames)
-        return self._splits[name]
+        arrays = self.file.splits[name]
+        count, frames = self.counts[name], self.read_frames[name]
+        if self.config.in_memory:
+            return ArraySplit(*checked_in_memory(arrays, count, frames))
+        return FileSplit(arrays, count, frames)
 
     def source(self) -> dict[str, Any]:
         path = Path(self.config.path).resolve()

@@ -7,7 +7,15 @@ import torch
 from pydantic import Field
 
 from grouping.hookspecs import hookimpl
-from grouping.interfaces import SPLITS, ArraySplit, Dataset, PluginConfig, Split, SplitName
+from grouping.interfaces import (
+    SPLITS,
+    ArraySplit,
+    Dataset,
+    PluginConfig,
+    Split,
+    SplitName,
+    cached_split,
+)
 from grouping_plugins.sprites import BOX, static_shapes
 
 
@@ -29,10 +37,6 @@ class ShapesDataset(Dataset):
 
     config: Config
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._splits: dict[SplitName, Split] = {}
-
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return (self.config.size, self.config.size, 1)
@@ -41,14 +45,13 @@ class ShapesDataset(Dataset):
     def binary(self) -> bool:
         return True
 
+    @cached_split
     def split(self, name: SplitName) -> Split:
-        if name not in self._splits:
-            rng = np.random.default_rng([self.seed, SPLITS.index(name)])
-            size = (self.config.size, self.config.size)
-            images, groups = static_shapes(self.sizes[name], rng, size, self.config.objects)
-            features = torch.from_numpy(images)[:, None, :, :, None]  # (N, 1, H, W, 1)
-            self._splits[name] = ArraySplit(features, torch.from_numpy(groups)[:, None])
-        return self._splits[name]
+        rng = np.random.default_rng([self.seed, SPLITS.index(name)])
+        size = (self.config.size, self.config.size)
+        images, groups = static_shapes(self.sizes[name], rng, size, self.config.objects)
+        features = torch.from_numpy(images)[:, None, :, :, None]  # (N, 1, H, W, 1)
+        return ArraySplit(features, torch.from_numpy(groups)[:, None])
 
 
 @hookimpl

@@ -12,7 +12,15 @@ import torch
 from pydantic import Field
 
 from grouping import hookimpl
-from grouping.interfaces import SPLITS, ArraySplit, Dataset, PluginConfig, Split, SplitName
+from grouping.interfaces import (
+    SPLITS,
+    ArraySplit,
+    Dataset,
+    PluginConfig,
+    Split,
+    SplitName,
+    cached_split,
+)
 
 #: Sprite masks, each SPRITE x SPRITE pixels.
 SPRITE = 7
@@ -70,10 +78,6 @@ class ColourSpritesDataset(Dataset):
 
     config: Config
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._splits: dict[SplitName, Split] = {}
-
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return (self.config.size, self.config.size, 3)
@@ -82,13 +86,12 @@ class ColourSpritesDataset(Dataset):
     def binary(self) -> bool:
         return False
 
+    @cached_split
     def split(self, name: SplitName) -> Split:
-        if name not in self._splits:
-            rng = np.random.default_rng([self.seed, SPLITS.index(name)])
-            images, groups = render(self.sizes[name], self.config.size, self.config.objects, rng)
-            features = torch.from_numpy(images)[:, None]  # (N, 1, H, W, 3): one static frame
-            self._splits[name] = ArraySplit(features, torch.from_numpy(groups)[:, None])
-        return self._splits[name]
+        rng = np.random.default_rng([self.seed, SPLITS.index(name)])
+        images, groups = render(self.sizes[name], self.config.size, self.config.objects, rng)
+        features = torch.from_numpy(images)[:, None]  # (N, 1, H, W, 3): one static frame
+        return ArraySplit(features, torch.from_numpy(groups)[:, None])
 
 
 @hookimpl
