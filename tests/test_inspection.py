@@ -336,11 +336,23 @@ def test_tensorboard_without_the_package_is_one_line_before_any_folder(
     assert not out.exists()
 
 
-def test_tensorboard_writes_event_files_beside_the_metrics(tmp_path: Path) -> None:
+def test_tensorboard_scalars_equal_the_metrics_records(tmp_path: Path) -> None:
     pytest.importorskip("tensorboard", reason="the optional tensorboard extra is not installed")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     out = tmp_path / "tb"
-    assert invoke("run", *SET_TINY, "--tensorboard", "--out", str(out)).exit_code == 0
+    set_two_epochs = [*SET_TINY, "--set", "train.epochs=2", "--set", "train.patience=5"]
+    assert invoke("run", *set_two_epochs, "--tensorboard", "--out", str(out)).exit_code == 0
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    for key in ("train_loss", "valid_loss", "valid_ami", "valid_upper_bound"):
+        scalars = events.Scalars(key)
+        assert [s.step for s in scalars] == [1, 2]
+        want = [r[key] for r in records]
+        assert [s.value for s in scalars] == pytest.approx(want, rel=1e-6)  # stored as float32
 
 
 def test_inspection_commands_run_as_subprocesses(
