@@ -58,7 +58,7 @@ from torch import Tensor
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from grouping.cpu_linear import onednn_linear_works, onednn_product, resolve_cpu_matmul
+from grouping.cpu_linear import onednn_linear_works, onednn_product, use_cpu_matmul
 from grouping.device import resolve_device
 from grouping.em import NeuralEM
 from grouping.evaluate import iterate_batches
@@ -408,16 +408,17 @@ def bench_family(family: Family, args: argparse.Namespace, device: torch.device)
     split = make_split(family, batch * 4, seed=1)
     precision: Precision = resolve_precision(args.precision, device)
     paths = []
-    onednn = resolve_cpu_matmul(args.cpu_matmul, device)
-    for label, prec, prefetch, compile_, onednn_ in (
-        ("eager", "fp32", 0, False, False),
-        ("fast", precision, 2 if device.type == "cuda" else 0, args.compile, onednn),
+    onednn = False
+    for label, prec, prefetch, compile_, cpu_matmul in (
+        ("eager", "fp32", 0, False, "blas"),
+        ("fast", precision, 2 if device.type == "cuda" else 0, args.compile, args.cpu_matmul),
     ):
         model, noise = build(family, seed=0)
         model = model.to(device)
+        onednn = use_cpu_matmul(model, cpu_matmul, device)
         step = TrainStep(
             model, torch.optim.Adam(model.parameters(), lr=1e-3), noise, device,
-            precision=prec, compile=compile_, onednn_linear=onednn_,  # type: ignore[arg-type]
+            precision=prec, compile=compile_,  # type: ignore[arg-type]
         )  # fmt: skip
         g = torch.Generator(device=device).manual_seed(0)
         paths.append(Path_(label, step, prefetch, g))

@@ -1,9 +1,10 @@
 """One training step, the way the trainer and the throughput benchmark both run it.
 
 noise -> the unrolled EM forward (keep=False: only the weighted loss) -> backward -> Adam. The
-``train`` config picks how: the matmul precision (``grouping.precision``), the CPU's fp32 linear
-kernel (``grouping.cpu_linear``), ``torch.compile`` of the forward, activation checkpointing over
-EM steps, and the module the forward calls (the model, or its ``DistributedDataParallel`` wrapper).
+``train`` config picks how: the matmul precision (``grouping.precision``), ``torch.compile`` of the
+forward, activation checkpointing over EM steps, and the module the forward calls (the model, or
+its ``DistributedDataParallel`` wrapper). The CPU's fp32 linear kernel is the model's own
+(``grouping.cpu_linear.use_cpu_matmul``), so training, evaluation and figures share it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from grouping.cpu_linear import install_onednn_linear
 from grouping.em import NeuralEM
 from grouping.guard import apply_noise, nonfinite
 from grouping.interfaces import Noise
@@ -38,7 +38,6 @@ class TrainStep:
         *,
         precision: Precision = "fp32",
         compile: bool = False,
-        onednn_linear: bool = False,
         checkpoint_steps: bool = False,
         forward: nn.Module | None = None,
         agree: Callable[[bool], bool] | None = None,
@@ -50,8 +49,6 @@ class TrainStep:
         self.precision = precision
         if precision == "bf16":
             install_fp32_outputs(model)
-        if onednn_linear:
-            install_onednn_linear(model)
         model.checkpoint_steps = checkpoint_steps
         module = forward if forward is not None else model
         self.forward: Any = torch.compile(module) if compile else module

@@ -21,7 +21,7 @@ from grouping import distributed
 from grouping.build import Assembly, assemble, resolve
 from grouping.checkpoint import load_checkpoint, save_checkpoint
 from grouping.config import RunConfig
-from grouping.cpu_linear import resolve_cpu_matmul
+from grouping.cpu_linear import use_cpu_matmul
 from grouping.device import resolve_device
 from grouping.errors import DataError, Interrupted, NonFiniteError, RunDirError
 from grouping.evaluate import Scores, iterate_batches, score_split
@@ -132,6 +132,7 @@ class Trainer:
         torch.manual_seed(self.config.seed)
         self.parts: Assembly = assemble(self.config, registry)
         self.model = self.parts.model.to(self.device)
+        use_cpu_matmul(self.model, tc.cpu_matmul, self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.lr)
         self.step = TrainStep(
             self.model,
@@ -140,7 +141,6 @@ class Trainer:
             self.device,
             precision=resolve_precision(tc.precision, self.device),
             compile=tc.compile,
-            onednn_linear=resolve_cpu_matmul(tc.cpu_matmul, self.device),
             checkpoint_steps=tc.checkpoint_steps,
             forward=distributed.wrap(self.model, self.dist, self.device),
             agree=lambda flag: self.dist.any(flag, self.device),

@@ -96,12 +96,13 @@ def test_a_training_step_through_onednn_equals_the_blas_step() -> None:
     for onednn in (False, True):
         torch.manual_seed(0)
         parts = assemble(config)
+        if onednn:
+            cpu_linear.install_onednn_linear(parts.model)
         step = TrainStep(
             parts.model,
             torch.optim.SGD(parts.model.parameters(), lr=0.1),
             parts.noise,
             torch.device("cpu"),
-            onednn_linear=onednn,
         )
         targets = torch.rand(4, 5, 28, 28, 1, generator=torch.Generator().manual_seed(1)) < 0.3
         loss = step(targets.float(), torch.Generator().manual_seed(2))
