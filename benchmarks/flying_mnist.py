@@ -91,7 +91,7 @@ def evaluate_regime(trained: dict[str, Any], args: dict[str, Any]) -> dict[str, 
     """The three transfer evaluations and the 50-step curve of one trained regime."""
     import torch
 
-    from grouping.evaluation import evaluate
+    from grouping.evaluation.api import evaluate
 
     torch.set_num_threads(args["threads"])
     sets = [f"train.threads={args['threads']}", f"eval.samples={args['test_size']}"]

@@ -5,8 +5,8 @@
                                     [--precision auto|fp32|bf16] [--cpu-matmul auto|blas|onednn]
 
 For each family it trains (noise, forward, backward, Adam step) on in-memory random data through the
-same loop the trainer runs (``grouping.loader.Prefetcher`` over ``grouping.evaluate.iterate_batches``
-feeding ``grouping.step.TrainStep``) and reports the median images/s over repeats, after warm-up:
+same loop the trainer runs (``grouping.data.batches.Prefetcher`` over ``grouping.data.batches.iterate_batches``
+feeding ``grouping.training.batch_step.TrainStep``) and reports the median images/s over repeats, after warm-up:
 
 * ``eager``: fp32, PyTorch's own kernels, no prefetching, no compile: the plain PyTorch path;
 * ``fast``: the project default, i.e. ``train.precision = auto`` (bf16 matmuls with fp32 elementwise
@@ -58,15 +58,14 @@ from torch import Tensor
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from grouping.cpu_linear import onednn_linear_works, onednn_product, use_cpu_matmul
-from grouping.device import resolve_device
-from grouping.em import NeuralEM
-from grouping.evaluate import iterate_batches
-from grouping.interfaces import ArraySplit, Likelihood, NetworkSpec, Noise
-from grouping.loader import Prefetcher
-from grouping.precision import Precision, resolve_precision
-from grouping.registry import get_registry
-from grouping.step import TrainStep
+from grouping.accel.cpu_linear import onednn_linear_works, onednn_product, use_cpu_matmul
+from grouping.accel.device import resolve_device
+from grouping.accel.precision import Precision, resolve_precision
+from grouping.data.batches import Prefetcher, iterate_batches
+from grouping.engine.em import NeuralEM
+from grouping.plugins.interfaces import ArraySplit, Likelihood, NetworkSpec, Noise
+from grouping.plugins.registry import get_registry
+from grouping.training.batch_step import TrainStep
 
 # --------------------------------------------------------------------------------------------------
 # stand-ins for plugins that may not be installed

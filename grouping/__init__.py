@@ -15,20 +15,19 @@ The Python API mirrors the command line::
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("grouping")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
-
-from grouping.config import RunConfig, build_config
-from grouping.evaluation import evaluate
-from grouping.hookspecs import hookimpl
-from grouping.inspection import LoadedRun, RunInfo, load_run, plot, runs, visualize
-from grouping.resume import resume
-from grouping.stages import train_stages
-from grouping.train import RunResult, train
+from grouping.config.loading import build_config
+from grouping.config.schema import RunConfig
+from grouping.evaluation.api import evaluate
+from grouping.figures.curves import plot
+from grouping.figures.groupings import visualize
+from grouping.plugins.hookspecs import hookimpl
+from grouping.rundir.listing import RunInfo, runs
+from grouping.rundir.loading import LoadedRun, load_run
+from grouping.training.api import train
+from grouping.training.resume import resume
+from grouping.training.run import RunResult
+from grouping.training.stages import train_stages
+from grouping.version import __version__
 
 __all__ = [
     "LoadedRun",

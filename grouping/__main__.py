@@ -1,5 +1,5 @@
 """``python -m grouping``: the same command line as the ``grouping`` script."""
 
-from grouping.cli import main
+from grouping.cli.main import main
 
 main()

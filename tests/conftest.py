@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import torch
 
-from grouping.config import RunConfig, build_config
-from grouping.registry import get_registry
+from grouping.config.loading import build_config
+from grouping.config.schema import RunConfig
+from grouping.plugins.registry import get_registry
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from grouping.interfaces import Network
+from grouping.plugins.interfaces import Network
 
 
 class IdentityNetwork(Network):

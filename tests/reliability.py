@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from grouping.checkpoint import load_checkpoint
+from grouping.rundir.checkpoint import load_checkpoint
 from tests.conftest import TINY
 
 #: Three epochs of four batches, one thread so that every process computes the same bits.

@@ -14,14 +14,15 @@ from grouping_plugins.conv import ConvNetwork
 from grouping_plugins.fc import FCNetwork
 from grouping_plugins.sprites import SIZES, SPRITES, render
 
-from grouping.build import assemble, build_dataset, resolve
-from grouping.cli import cli
-from grouping.config import build_config
+from grouping.accel.device import make_generator
+from grouping.cli.main import cli
+from grouping.config.loading import build_config
+from grouping.engine.assembly import assemble, build_dataset, resolve
 from grouping.errors import ConfigError, DataError
-from grouping.evaluate import score_split
-from grouping.interfaces import NetworkSpec
-from grouping.registry import get_registry
-from grouping.train import make_generator, train
+from grouping.evaluation.scoring import score_split
+from grouping.plugins.interfaces import NetworkSpec
+from grouping.plugins.registry import get_registry
+from grouping.training.api import train
 
 #: The primary colours: each object is drawn in one channel, so pixel values stay 0 or 1.
 PRIMARIES = np.eye(3, dtype=np.float32)

@@ -14,13 +14,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import grouping.checkpoint as ckpt
+import grouping.rundir.checkpoint as ckpt
 from grouping import build_config, train
-from grouping.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
-from grouping.cli import cli
-from grouping.config import validate
+from grouping.cli.main import cli
+from grouping.config.schema import validate
 from grouping.errors import RunDirError
-from grouping.lock import RunLock
+from grouping.rundir.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
+from grouping.rundir.lock import RunLock
 from tests.conftest import TINY
 from tests.reliability import metrics, torch_threads
 

@@ -16,8 +16,8 @@ from click.testing import CliRunner
 from torch import Tensor
 
 from grouping import hookimpl
-from grouping.cli import cli
-from grouping.interfaces import Updater
+from grouping.cli.main import cli
+from grouping.plugins.interfaces import Updater
 from tests.conftest import TINY
 
 SET_TINY = [arg for item in TINY for arg in ("--set", item)]

@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from grouping.build import resolve
-from grouping.config import (
-    RunConfig,
+from grouping.config.loading import (
     assignments_to_dict,
     build_config,
     load_config_file,
     parse_value,
     preset_names,
 )
+from grouping.config.schema import RunConfig
+from grouping.engine.assembly import resolve
 from grouping.errors import ConfigError, PluginError
 
 

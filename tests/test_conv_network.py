@@ -11,7 +11,7 @@ from grouping_plugins.conv import ConvNetwork
 from pydantic import ValidationError
 from torch import nn
 
-from grouping.interfaces import Network, NetworkSpec
+from grouping.plugins.interfaces import Network, NetworkSpec
 
 SHAPES = ConvNetwork.Config()  # spec 5.3, flying shapes
 MNIST = ConvNetwork.Config(encoder_channels=(32, 64, 128), hidden=250, input_norm=True)  # 5.4

@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from grouping import cpu_linear
-from grouping.build import assemble, resolve
-from grouping.config import build_config
+from grouping.accel import cpu_linear
+from grouping.config.loading import build_config
+from grouping.engine.assembly import assemble, resolve
 from grouping.errors import ConfigError
-from grouping.step import TrainStep
+from grouping.training.batch_step import TrainStep
 from tests.conftest import TINY
 
 needs_onednn = pytest.mark.skipif(

@@ -13,13 +13,13 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from grouping import distributed
-from grouping.build import assemble, resolve
-from grouping.config import build_config
+from grouping.config.loading import build_config
+from grouping.data.batches import frames_for
+from grouping.engine.assembly import assemble, resolve
 from grouping.errors import ConfigError
-from grouping.evaluate import frames_for
-from grouping.interfaces import ArraySplit
-from grouping.step import TrainStep
+from grouping.plugins.interfaces import ArraySplit
+from grouping.training import distributed
+from grouping.training.batch_step import TrainStep
 from tests.conftest import TINY
 
 WORLD = 2
@@ -67,9 +67,9 @@ def _one_step(ctx: distributed.Dist, device: torch.device) -> dict[str, torch.Te
 def _worker(rank: int, init_file: str, out_dir: str) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    import grouping.em
+    import grouping.engine.em
 
-    grouping.em.initial_gamma = _gamma0  # type: ignore[assignment]
+    grouping.engine.em.initial_gamma = _gamma0  # type: ignore[assignment]
     torch.distributed.init_process_group(
         "gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD
     )
@@ -90,7 +90,7 @@ def test_two_gloo_ranks_equal_one_process_on_the_combined_batch(
         start_method="spawn",
     )
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
-    monkeypatch.setattr("grouping.em.initial_gamma", _gamma0)
+    monkeypatch.setattr("grouping.engine.em.initial_gamma", _gamma0)
     single = _one_step(distributed.Dist(), torch.device("cpu"))
     assert ranks[0].keys() == single.keys()
     for key in single:

@@ -11,8 +11,8 @@ from grouping_plugins.fc import FCNetwork
 from grouping_plugins.rnn_em import RNNEM
 from torch import Tensor
 
-from grouping.em import E_STEP_FLOOR, NeuralEM, e_step, initial_gamma, step_loss, upper_bound
-from grouping.interfaces import NetworkSpec, PluginConfig, Updater
+from grouping.engine.em import E_STEP_FLOOR, NeuralEM, e_step, initial_gamma, step_loss, upper_bound
+from grouping.plugins.interfaces import NetworkSpec, PluginConfig, Updater
 from tests.fakes import IdentityNetwork
 
 bern = BernoulliLikelihood(BernoulliLikelihood.Config())

@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 import grouping
-from grouping.cli import cli
-from grouping.config import build_config
+from grouping.cli.main import cli
+from grouping.config.loading import build_config
 from grouping.errors import RunDirError
 
 #: flying shapes with a conv network small enough to train in about a second

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from grouping.cli import cli
+from grouping.cli.main import cli
 from tests.conftest import TINY
 
 if sys.version_info >= (3, 11):

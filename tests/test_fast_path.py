@@ -9,13 +9,13 @@ import pytest
 import torch
 from torch import Tensor
 
-from grouping import precision
-from grouping.build import assemble, resolve
-from grouping.config import build_config
-from grouping.em import E_STEP_FLOOR, NeuralEM
+from grouping.accel import precision
+from grouping.config.loading import build_config
+from grouping.data.batches import Prefetcher
+from grouping.engine.assembly import assemble, resolve
+from grouping.engine.em import E_STEP_FLOOR, NeuralEM
 from grouping.errors import ConfigError
-from grouping.loader import Prefetcher
-from grouping.step import TrainStep
+from grouping.training.batch_step import TrainStep
 from tests.conftest import TINY
 
 B, T = 4, 4

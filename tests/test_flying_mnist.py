@@ -13,19 +13,19 @@ from grouping_plugins import digits
 from grouping_plugins.flying_mnist import (
     FlyingMnistDataset,
     Trajectories,
-    bounce,
     distinct_choices,
     positions,
     prepare_sprites,
     render,
 )
+from grouping_plugins.motion import bounce
 from pydantic import ValidationError
 
-from grouping.cli import cli
-from grouping.config import build_config
+from grouping.cli.main import cli
+from grouping.config.loading import build_config
 from grouping.errors import DataError
-from grouping.interfaces import SplitSizes
-from grouping.train import train
+from grouping.plugins.interfaces import SplitSizes
+from grouping.training.api import train
 from tests.conftest import TINY
 from tests.test_digits import write_mnist
 
@@ -47,8 +47,13 @@ def dataset(frames: int = 6, seed: int = 0, **options: object) -> FlyingMnistDat
 
 def test_bounce_reflects_at_both_walls() -> None:
     free = np.array([0.0, 4.0, 10.0, 12.0, 20.0, 25.0, -3.0, -12.0])
-    np.testing.assert_allclose(bounce(free, 10), [0, 4, 10, 8, 0, 5, 3, 8])
-    assert np.all(bounce(np.array([3.7, -1.0]), 0) == 0)  # a sprite as wide as the canvas
+    still = np.zeros_like(free)  # the fold itself: a point that does not move
+    np.testing.assert_allclose(
+        bounce(free, still, np.array(10.0), 1)[:, 0], [0, 4, 10, 8, 0, 5, 3, 8]
+    )
+    assert np.all(
+        bounce(np.array([3.7, -1.0]), np.zeros(2), np.array(0.0), 1) == 0
+    )  # a sprite as wide as the canvas
 
 
 def test_a_digit_moves_at_constant_speed_and_bounces_back() -> None:

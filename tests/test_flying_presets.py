@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from grouping.build import resolve
-from grouping.cli import cli
-from grouping.config import build_config
+from grouping.cli.main import cli
+from grouping.config.loading import build_config
+from grouping.engine.assembly import resolve
 
 
 @pytest.mark.parametrize(

@@ -8,10 +8,10 @@ from grouping_plugins.flying_shapes import FlyingShapesDataset
 from grouping_plugins.motion import bounce, pixel_positions, sample_motion
 from grouping_plugins.sprites import SPRITES, render
 
-from grouping.build import resolve
-from grouping.config import build_config
+from grouping.config.loading import build_config
+from grouping.engine.assembly import resolve
 from grouping.errors import ConfigError
-from grouping.interfaces import SplitSizes
+from grouping.plugins.interfaces import SplitSizes
 
 
 def make(objects: int = 3, frames: int = 21, seed: int = 0, **sizes: int) -> FlyingShapesDataset:

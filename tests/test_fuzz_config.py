@@ -8,15 +8,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from grouping.build import resolve
-from grouping.config import (
-    PLUGIN_SECTIONS,
-    RunConfig,
-    assignments_to_dict,
-    build_config,
-    parse_value,
-    validate,
-)
+from grouping.config.loading import assignments_to_dict, build_config, parse_value
+from grouping.config.schema import PLUGIN_SECTIONS, RunConfig, validate
+from grouping.engine.assembly import resolve
 from grouping.errors import GroupingError
 
 if sys.version_info >= (3, 11):

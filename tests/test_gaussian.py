@@ -11,10 +11,10 @@ from grouping_plugins.gaussian import GaussianLikelihood
 from grouping_plugins.noise import MaskedUniformNoise
 from pydantic import ValidationError
 
-from grouping.config import build_config
-from grouping.em import E_STEP_FLOOR, e_step, step_loss, upper_bound
-from grouping.registry import get_registry
-from grouping.train import train
+from grouping.config.loading import build_config
+from grouping.engine.em import E_STEP_FLOOR, e_step, step_loss, upper_bound
+from grouping.plugins.registry import get_registry
+from grouping.training.api import train
 from tests.conftest import TINY
 
 GAUSS = GaussianLikelihood(GaussianLikelihood.Config())

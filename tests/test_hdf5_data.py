@@ -18,14 +18,14 @@ import torch
 from click.testing import CliRunner
 
 from grouping import hookimpl
-from grouping.build import build_dataset, resolve
-from grouping.cli import cli
-from grouping.config import build_config
-from grouping.data_tools import check_file, export_dataset
-from grouping.datafiles import ValueStats
+from grouping.cli.main import cli
+from grouping.config.loading import build_config
+from grouping.data.tools import check_file, export_dataset
+from grouping.data.values import ValueStats
+from grouping.engine.assembly import build_dataset, resolve
 from grouping.errors import DataError
-from grouping.interfaces import SPLITS, ArraySplit, Dataset, PluginConfig, SplitName
-from grouping.registry import get_registry
+from grouping.plugins.interfaces import SPLITS, ArraySplit, Dataset, PluginConfig, SplitName
+from grouping.plugins.registry import get_registry
 
 SIZES = ["dataset.train_size=96", "dataset.valid_size=32", "dataset.test_size=32"]
 TINY_RUN = [

@@ -20,17 +20,17 @@ from PIL import Image
 
 import grouping
 from grouping import hookimpl
-from grouping.cli import cli
-from grouping.config import build_config
-from grouping.evaluate import quartiles_per_step
-from grouping.figures import (
+from grouping.cli.main import cli
+from grouping.config.loading import build_config
+from grouping.evaluation.scoring import quartiles_per_step
+from grouping.figures.drawing import (
     BACKGROUND_GREY,
     component_colours,
     gamma_rgb,
     groups_rgb,
     image_rgb,
 )
-from grouping.interfaces import SPLITS, ArraySplit, Dataset, Split, SplitName
+from grouping.plugins.interfaces import SPLITS, ArraySplit, Dataset, Split, SplitName
 from tests.conftest import TINY
 
 SET_TINY = [arg for item in TINY for arg in ("--set", item)]
@@ -247,7 +247,7 @@ def test_plot_overlays_two_runs_and_an_evaluation_file(
     args = ["plot", *map(str, two_runs), "--evaluation", str(evaluation), "--out", str(out)]
     result = invoke(*args)
     assert result.exit_code == 0, result.output
-    assert png_size(out) == (800, 600)
+    assert png_size(out) == (1120, 600)  # six panels, 14 x 7.5 in at 80 dpi
 
 
 def test_plot_reads_quartiles_written_by_training(two_runs: tuple[Path, Path]) -> None:
@@ -368,7 +368,7 @@ def test_inspection_commands_run_as_subprocesses(
         proc = subprocess.run([exe, *args], capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr
     assert png_size(fig) == (60 + 80, 20 + 6 * 80)
-    assert png_size(curves) == (800, 600)
+    assert png_size(curves) == (1120, 600)
     assert {r["name"] for r in json.loads(proc.stdout)} >= {"seed0", "seed1"}
 
 
@@ -378,4 +378,4 @@ def test_the_api_example_script_runs(tmp_path: Path, capsys: pytest.CaptureFixtu
     printed = capsys.readouterr().out
     assert "test AMI" in printed and "api-demo: finished, 1 epochs" in printed
     assert png_size(tmp_path / "valid.png") == (60 + 3 * 80, 20 + 6 * 80)
-    assert png_size(tmp_path / "curves.png") == (800, 600)
+    assert png_size(tmp_path / "curves.png") == (1120, 600)

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
 
-from grouping import metrics
-from grouping.metrics import adjusted_mutual_info, adjusted_rand_index, summarize
+from grouping.evaluation import metrics
+from grouping.evaluation.metrics import adjusted_mutual_info, adjusted_rand_index, summarize
 
 TOL = 1e-9
 Score = Callable[..., np.ndarray]

@@ -14,11 +14,11 @@ from grouping_plugins.fc import FCNetwork
 from grouping_plugins.n_em import GLOROT_SCALAR_LIMIT, NEM
 from torch import Tensor, nn
 
-from grouping.build import assemble, resolve
-from grouping.cli import cli
-from grouping.config import build_config
+from grouping.cli.main import cli
+from grouping.config.loading import build_config
+from grouping.engine.assembly import assemble, resolve
 from grouping.errors import PluginError
-from grouping.interfaces import Likelihood, Network, NetworkSpec, PluginConfig
+from grouping.plugins.interfaces import Likelihood, Network, NetworkSpec, PluginConfig
 
 bern = BernoulliLikelihood(BernoulliLikelihood.Config())
 SHAPE = (4, 5, 1)  # (H, W, C): D = 20 pixels
@@ -248,7 +248,7 @@ def test_a_bad_n_em_option_is_one_line_and_exit_code_2() -> None:
 
 
 def test_plugin_error_for_closed_form_on_a_network_without_weight(register_plugin) -> None:  # type: ignore[no-untyped-def]
-    from grouping.hookspecs import hookimpl
+    from grouping.plugins.hookspecs import hookimpl
 
     class Provider:
         @hookimpl

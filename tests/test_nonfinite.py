@@ -16,10 +16,10 @@ from grouping_plugins.rnn_em import RNNEM
 from torch import Tensor
 
 from grouping import build_config, hookimpl, train
-from grouping.checkpoint import load_checkpoint
-from grouping.cli import cli
+from grouping.cli.main import cli
 from grouping.errors import NonFiniteError
-from grouping.interfaces import Noise, PluginConfig
+from grouping.plugins.interfaces import Noise, PluginConfig
+from grouping.rundir.checkpoint import load_checkpoint
 from tests.conftest import TINY
 from tests.reliability import metrics, torch_threads
 

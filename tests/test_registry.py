@@ -11,8 +11,8 @@ from torch import Tensor
 
 from grouping import hookimpl
 from grouping.errors import PluginError
-from grouping.interfaces import Likelihood
-from grouping.registry import new_registry
+from grouping.plugins.interfaces import Likelihood
+from grouping.plugins.registry import PluginWarning, new_registry
 
 
 class FakeLikelihood(Likelihood):
@@ -56,11 +56,14 @@ def test_builtins_come_through_the_entry_point_group() -> None:
 def test_registering_a_name_twice_names_both_providers() -> None:
     registry = new_registry()
     registry.add(_module(register_likelihoods=lambda register: register(FakeLikelihood)), "dupe")
-    with pytest.raises(
+    registry.plugins()  # a conflict never blocks the listing ...
+    with pytest.raises(  # ... only the use of the name
         PluginError,
-        match=r"likelihood 'bernoulli' is registered twice: by .*bernoulli.* and by dupe",
+        match=r"likelihood 'bernoulli' is registered twice: by .*bernoulli.* and by dupe; "
+        r"exclude one with GROUPING_PLUGINS=-dupe",
     ):
-        registry.plugins()
+        registry.get("likelihood", "bernoulli")
+    assert registry.get("updater", "rnn-em").name == "rnn-em"
 
 
 def test_a_misspelt_hook_is_caught() -> None:
@@ -94,8 +97,8 @@ def test_a_plugin_that_fails_to_import_is_reported_and_the_others_load(
 def test_registering_a_non_plugin_class_is_refused() -> None:
     registry = new_registry(load=False)
     registry.add(_module(register_updaters=lambda register: register(int)), "bad")
-    with pytest.raises(PluginError, match="not a subclass of grouping.interfaces.Updater"):
-        registry.plugins()
+    registry.plugins()
+    assert "not a subclass of grouping.plugins.Updater" in registry.failures["bad"]
 
 
 def test_a_hook_that_raises_is_named() -> None:
@@ -105,16 +108,46 @@ def test_a_hook_that_raises_is_named() -> None:
         raise RuntimeError("kaboom")
 
     registry.add(_module(register_datasets=boom), "exploding")
-    with pytest.raises(
-        PluginError, match="plugin exploding failed in register_datasets: RuntimeError: kaboom"
-    ):
-        registry.plugins()
+    registry.plugins()
+    assert registry.failures["exploding"] == "failed in register_datasets: RuntimeError: kaboom"
+    with pytest.raises(PluginError, match=r"plugins that failed to load: exploding"):
+        registry.get("dataset", "rings")
 
 
 def test_environment_restricts_the_loaded_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GROUPING_PLUGINS", "rnn-em,shapes")
+    monkeypatch.setenv("GROUPING_PLUGINS", "-builtins,rnn-em,shapes")
     registry = new_registry()
     assert registry.names("updater") == ["rnn-em"]
     assert registry.names("likelihood") == []
-    with pytest.raises(PluginError, match="unknown likelihood 'bernoulli'; valid: none installed"):
+    with pytest.raises(
+        PluginError,
+        match="unknown likelihood 'bernoulli'; valid: none installed "
+        r"\(GROUPING_PLUGINS='-builtins,rnn-em,shapes' chooses which plugins load\)",
+    ):
         registry.get("likelihood", "bernoulli")
+
+
+def test_naming_a_plugin_keeps_the_builtins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GROUPING_PLUGINS", "rings")  # a third-party plugin that is not installed
+    registry = new_registry()
+    assert {"rnn-em", "n-em"} <= set(registry.names("updater"))
+    assert "laplace" not in registry.names("likelihood")  # other third-party plugins stay out
+
+
+def test_a_minus_excludes_one_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GROUPING_PLUGINS", "-n-em")
+    registry = new_registry()
+    assert "n-em" not in registry.names("updater")
+    assert "rnn-em" in registry.names("updater")
+
+
+def test_a_hook_without_hookimpl_is_a_warning() -> None:
+    registry = new_registry(load=False)
+    mod = types.ModuleType("unmarked")
+
+    def register_updaters(register: Any) -> None:
+        pass
+
+    mod.register_updaters = register_updaters  # type: ignore[attr-defined]
+    with pytest.warns(PluginWarning, match="register_updaters has no @hookimpl"):
+        registry.add(mod, "unmarked")

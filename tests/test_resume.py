@@ -15,10 +15,10 @@ import pytest
 from click.testing import CliRunner
 
 from grouping import build_config, resume, train
-from grouping.checkpoint import load_checkpoint
-from grouping.cli import cli
+from grouping.cli.main import cli
 from grouping.errors import Interrupted
-from grouping.train import SilentReporter
+from grouping.rundir.checkpoint import load_checkpoint
+from grouping.training.reporting import SilentReporter
 from tests.reliability import RESUMABLE, assert_same_run, metrics, torch_threads
 
 
@@ -65,17 +65,18 @@ def test_sigterm_mid_epoch_saves_the_position_and_resume_is_exact(
 DRIVER = textwrap.dedent(
     """
     import sys
-    from grouping import cli
+    from grouping.cli import main, run
+    from grouping.cli.progress import ProgressReporter
 
-    class Pausing(cli.ProgressReporter):
+    class Pausing(ProgressReporter):
         def batch_end(self, epoch, batch, loss):
             super().batch_end(epoch, batch, loss)
             if (epoch, batch) == (2, 3):
                 print("paused", flush=True)
                 sys.stdin.readline()
 
-    cli.ProgressReporter = Pausing
-    cli.main(sys.argv[1:])
+    run.ProgressReporter = Pausing
+    main(sys.argv[1:])
     """
 )
 

@@ -10,9 +10,10 @@ from grouping_plugins.flying_shapes import FlyingShapesDataset
 from grouping_plugins.noise import BitflipNoise
 from torch import Tensor
 
-from grouping.em import NeuralEM
-from grouping.evaluate import frames_for, score_groupings
-from grouping.interfaces import NetworkSpec, PluginConfig, SplitSizes, Updater
+from grouping.data.batches import frames_for
+from grouping.engine.em import NeuralEM
+from grouping.evaluation.scoring import score_groupings
+from grouping.plugins.interfaces import NetworkSpec, PluginConfig, SplitSizes, Updater
 from tests.fakes import IdentityNetwork
 
 bern = BernoulliLikelihood(BernoulliLikelihood.Config())

@@ -14,7 +14,7 @@ from grouping_plugins.sprites import (
     static_shapes,
 )
 
-from grouping.interfaces import SplitSizes
+from grouping.plugins.interfaces import SplitSizes
 
 
 def test_sprites_are_those_of_the_spec() -> None:

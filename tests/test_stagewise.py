@@ -12,14 +12,15 @@ import torch
 from click.testing import CliRunner
 from grouping_plugins import digits
 
-from grouping.build import assemble, resolve
-from grouping.checkpoint import load_checkpoint
-from grouping.cli import cli
-from grouping.config import DEFAULT_PRESET, build_config, implied_preset
+from grouping.cli.main import cli
+from grouping.config.loading import build_config, implied_preset
+from grouping.config.schema import DEFAULT_PRESET
+from grouping.engine.assembly import assemble, resolve
 from grouping.errors import RunDirError
-from grouping.init_from import init_from, restore_optimizer
-from grouping.stages import stage_configs, train_stages
-from grouping.train import train
+from grouping.rundir.checkpoint import load_checkpoint
+from grouping.rundir.warm_start import init_from, restore_optimizer
+from grouping.training.api import train
+from grouping.training.stages import stage_configs, train_stages
 from tests.conftest import TINY
 
 SET_TINY = [arg for item in TINY for arg in ("--set", item)]
@@ -257,7 +258,7 @@ def test_static_digits_for_fifty_steps(mnist_run: Path) -> None:
 
 
 def test_ami_per_step_with_quartiles_for_fifty_steps(mnist_run: Path) -> None:
-    from grouping.evaluation import evaluate
+    from grouping.evaluation.api import evaluate
 
     r = evaluate(mnist_run, steps=50, per_image=True)
     per_image = np.asarray(r["ami_per_image"])  # (N, 50)

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import torch
 
-from grouping.build import assemble, resolve
-from grouping.config import build_config
-from grouping.evaluate import score_split
-from grouping.train import make_generator, train
+from grouping.accel.device import make_generator
+from grouping.config.loading import build_config
+from grouping.engine.assembly import assemble, resolve
+from grouping.evaluation.scoring import score_split
+from grouping.training.api import train
 
 SHORT = [
     "dataset.train_size=4096",

@@ -21,16 +21,11 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from grouping.datafiles import (
-    MemoryArrays,
-    checked_in_memory,
-    frames_to_read,
-    is_binary,
-    npz_arrays,
-)
+from grouping.data.files import MemoryArrays, checked_in_memory, frames_to_read, npz_arrays
+from grouping.data.values import is_binary
 from grouping.errors import DataError
-from grouping.hookspecs import Register, hookimpl
-from grouping.interfaces import (
+from grouping.plugins.hookspecs import Register, hookimpl
+from grouping.plugins.interfaces import (
     SPLITS,
     ArraySplit,
     Dataset,

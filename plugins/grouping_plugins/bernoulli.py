@@ -8,8 +8,8 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from grouping.hookspecs import hookimpl
-from grouping.interfaces import Likelihood, PluginConfig
+from grouping.plugins.hookspecs import hookimpl
+from grouping.plugins.interfaces import Likelihood, PluginConfig
 
 #: psi is clipped to [CLIP, 1 - CLIP] inside logs, and KL ratios to [CLIP, 1 / CLIP], as the original
 #: code does: without it the inter-cluster term with prior 0 diverges as psi -> 1 (pitfall 3).
@@ -23,6 +23,7 @@ class BernoulliLikelihood(Likelihood):
     description = "Bernoulli pixels (binary images): BCE inside a cluster, KL to a prior outside"
     default_noise: ClassVar[str] = "bitflip"
     canonical_link: ClassVar[bool] = True  # sigmoid: d log P / d logit = x - psi
+    support: ClassVar[tuple[float, float]] = (0.0, 1.0)  # a pixel is a probability of "on"
 
     class Config(PluginConfig):
         prior: float = Field(

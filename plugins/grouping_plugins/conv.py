@@ -37,8 +37,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from grouping.hookspecs import Register, hookimpl
-from grouping.interfaces import Network, NetworkSpec, PluginConfig
+from grouping.plugins.hookspecs import Register, hookimpl
+from grouping.plugins.interfaces import Network, NetworkSpec, PluginConfig
 
 #: Epsilon added to the variance in ``input_norm`` (documented deviation: the original has none).
 INPUT_NORM_EPS = 1e-12

@@ -5,14 +5,12 @@ RNN-EM: u (D) -> RNN (hidden, sigmoid) -> fc D. N-EM uses only the decoder: h (h
 
 from __future__ import annotations
 
-import math
-
 import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from grouping.hookspecs import hookimpl
-from grouping.interfaces import Network, NetworkSpec, PluginConfig
+from grouping.plugins.hookspecs import hookimpl
+from grouping.plugins.interfaces import Network, NetworkSpec, PluginConfig
 
 #: TF 1.2 layer norm epsilon (spec 5.1).
 LN_EPS = 1e-12
@@ -69,10 +67,6 @@ class FCNetwork(Network):
         h = torch.sigmoid(a)
         out = torch.sigmoid(self.norm(a)) if self.norm is not None else h
         return self.decode(out), h
-
-
-def parameter_count(module: nn.Module) -> int:
-    return sum(math.prod(p.shape) for p in module.parameters())
 
 
 @hookimpl

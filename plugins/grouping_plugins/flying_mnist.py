@@ -39,9 +39,17 @@ from pydantic import Field, model_validator
 from torch import Tensor
 
 from grouping.errors import DataError
-from grouping.hookspecs import Register, hookimpl
-from grouping.interfaces import SPLITS, Dataset, PluginConfig, Split, SplitName, cached_split
+from grouping.plugins.hookspecs import Register, hookimpl
+from grouping.plugins.interfaces import (
+    SPLITS,
+    Dataset,
+    PluginConfig,
+    Split,
+    SplitName,
+    cached_split,
+)
 from grouping_plugins.digits import MNIST_SIDE, DigitImages, load_digits, pool
+from grouping_plugins.motion import pixel_positions, sample_motion
 
 #: MNIST digits are size-normalised into a 20x20 box centred in the 28x28 image; the fallback
 #: digits are brought into the same frame.
@@ -98,26 +106,16 @@ def draw_trajectories(
     """n sequences of ``digits`` distinct digits out of ``total``, in a canvas with ``room`` free
     pixels per axis (canvas minus sprite)."""
     digit = distinct_choices(rng, n, total, digits)
-    start = rng.random((n, digits, 2)) * room
-    angle = rng.random((n, digits)) * 2.0 * np.pi
-    norm = speed[0] + rng.random((n, digits)) * (speed[1] - speed[0])
-    velocity = norm[..., None] * np.stack([np.sin(angle), np.cos(angle)], axis=-1)
+    span = np.full((n, digits, 2), float(room))
+    start, velocity = sample_motion(rng, span, speed[0], speed[1])
     return Trajectories(digit, start, velocity)
 
 
-def bounce(free: np.ndarray, room: int) -> np.ndarray:
-    """Fold free positions into [0, room]: elastic reflection at both walls (a triangle wave)."""
-    if room == 0:
-        return np.zeros_like(free)
-    q = np.mod(free, 2.0 * room)
-    return np.where(q > room, 2.0 * room - q, q)
-
-
 def positions(traj: Trajectories, frames: int, room: int) -> np.ndarray:
-    """Integer top-left corners (n, frames, D, 2) of every digit in every frame."""
-    t = np.arange(frames, dtype=np.float64)[None, :, None, None]  # (1, F, 1, 1)
-    free = traj.start[:, None] + t * traj.velocity[:, None]  # (n, F, D, 2)
-    return np.rint(bounce(free, room)).astype(np.int64)
+    """Integer top-left corners (n, frames, D, 2) of every digit in every frame
+    (:mod:`grouping_plugins.motion`: straight lines that bounce off the walls)."""
+    corners = pixel_positions(traj.start, traj.velocity, np.asarray(room), frames)  # (n, D, 2, F)
+    return corners.transpose(0, 3, 1, 2)
 
 
 def render(

@@ -20,8 +20,15 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor
 
-from grouping.hookspecs import Register, hookimpl
-from grouping.interfaces import SPLITS, Dataset, PluginConfig, Split, SplitName, cached_split
+from grouping.plugins.hookspecs import Register, hookimpl
+from grouping.plugins.interfaces import (
+    SPLITS,
+    Dataset,
+    PluginConfig,
+    Split,
+    SplitName,
+    cached_split,
+)
 from grouping_plugins.motion import pixel_positions, sample_motion
 from grouping_plugins.sprites import BOX, SIZES, SPRITES, render
 

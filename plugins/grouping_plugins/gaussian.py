@@ -19,8 +19,8 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from grouping.hookspecs import Register, hookimpl
-from grouping.interfaces import Likelihood, PluginConfig
+from grouping.plugins.hookspecs import Register, hookimpl
+from grouping.plugins.interfaces import Likelihood, PluginConfig
 
 
 class GaussianLikelihood(Likelihood):

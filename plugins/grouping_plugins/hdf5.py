@@ -17,18 +17,17 @@ from typing import Any
 
 from pydantic import Field
 
-from grouping.datafiles import (
+from grouping.data.files import (
     DETECT_SAMPLES,
     FileSplit,
     H5File,
-    check_values,
     checked_in_memory,
     frames_to_read,
-    is_binary,
     open_h5,
 )
-from grouping.hookspecs import Register, hookimpl
-from grouping.interfaces import (
+from grouping.data.values import check_values, is_binary
+from grouping.plugins.hookspecs import Register, hookimpl
+from grouping.plugins.interfaces import (
     SPLITS,
     ArraySplit,
     Dataset,

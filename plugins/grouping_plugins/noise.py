@@ -7,8 +7,8 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from grouping.hookspecs import hookimpl
-from grouping.interfaces import Noise, PluginConfig
+from grouping.plugins.hookspecs import hookimpl
+from grouping.plugins.interfaces import Noise, PluginConfig
 
 
 class BitflipNoise(Noise):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from grouping.hookspecs import hookimpl
-from grouping.interfaces import Updater
+from grouping.plugins.hookspecs import hookimpl
+from grouping.plugins.interfaces import Updater
 
 
 class RNNEM(Updater):

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from grouping.hookspecs import hookimpl
-from grouping.interfaces import (
+from grouping.plugins.hookspecs import hookimpl
+from grouping.plugins.interfaces import (
     SPLITS,
     ArraySplit,
     Dataset,

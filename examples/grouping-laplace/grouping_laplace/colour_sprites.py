@@ -12,7 +12,7 @@ import torch
 from pydantic import Field
 
 from grouping import hookimpl
-from grouping.interfaces import (
+from grouping.plugins.interfaces import (
     SPLITS,
     ArraySplit,
     Dataset,

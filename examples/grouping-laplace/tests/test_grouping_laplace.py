@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from grouping.build import build_dataset, resolve
-from grouping.config import build_config
-from grouping.em import e_step
-from grouping.interfaces import SplitSizes
-from grouping.registry import get_registry
+from grouping.config.loading import build_config
+from grouping.engine.assembly import build_dataset, resolve
+from grouping.engine.em import e_step
+from grouping.plugins.interfaces import SplitSizes
+from grouping.plugins.registry import get_registry
 
 grouping_laplace = pytest.importorskip(
     "grouping_laplace",

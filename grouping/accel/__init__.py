@@ -1,0 +1,1 @@
+"""Making it fast where it runs: device choice, matmul precision, CPU linear kernels."""

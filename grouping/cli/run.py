@@ -1,0 +1,205 @@
+"""``grouping run``: train a model from a preset and overrides, resume one, or launch DDP."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from grouping.cli.plugins import warn_broken
+from grouping.cli.progress import ProgressReporter
+from grouping.config.loading import assignments_to_dict, build_config, implied_preset
+from grouping.config.schema import DEFAULT_PRESET, RunConfig
+from grouping.engine.assembly import resolve
+from grouping.errors import RunDirError
+from grouping.rundir.folder import RunDir
+from grouping.training import distributed
+from grouping.training.api import train
+from grouping.training.resume import prepare_resume
+from grouping.training.run import RunResult
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+err_console = Console(stderr=True)
+
+
+out_console = Console()
+
+
+def _run_options(f: F) -> F:
+    options = [
+        click.option("--preset", help="preset name or path to a .toml file (default: quickstart)"),
+        click.option("--updater", help="M-step plugin, e.g. rnn-em"),
+        click.option("--likelihood", help="pixel distribution plugin, e.g. bernoulli"),
+        click.option("--network", help="component network plugin, e.g. fc"),
+        click.option("--dataset", help="data set plugin, e.g. shapes"),
+        click.option("-k", "--components", type=int, help="K, mixture components"),
+        click.option("--steps", type=int, help="T, unrolled EM steps"),
+        click.option("--epochs", type=int, help="maximum epochs"),
+        click.option("--batch-size", type=int),
+        click.option("--lr", type=float, help="Adam learning rate"),
+        click.option("--train-size", type=int),
+        click.option("--valid-size", type=int),
+        click.option("--test-size", type=int),
+        click.option("--seed", type=int),
+        click.option("--device", help="auto, cpu, cuda or cuda:N"),
+        click.option("--max-minutes", type=float, help="stop training after this many minutes"),
+        click.option(
+            "--init-from",
+            metavar="RUN_DIR",
+            help="start from this run's best weights and optimizer state (stage-wise training)",
+        ),
+        click.option(
+            "--set",
+            "assignments",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="override any config key, e.g. --set noise.probability=0.2 (repeatable)",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def options_to_overrides(opts: dict[str, Any]) -> dict[str, Any]:
+    """Map command-line options onto the config's sections (only those given)."""
+    where = {
+        "updater": ("updater", "name"),
+        "likelihood": ("likelihood", "name"),
+        "network": ("network", "name"),
+        "dataset": ("dataset", "name"),
+        "components": ("model", "components"),
+        "steps": ("model", "steps"),
+        "epochs": ("train", "epochs"),
+        "batch_size": ("train", "batch_size"),
+        "lr": ("train", "lr"),
+        "train_size": ("dataset", "train_size"),
+        "valid_size": ("dataset", "valid_size"),
+        "test_size": ("dataset", "test_size"),
+        "device": ("train", "device"),
+        "max_minutes": ("train", "max_minutes"),
+        "init_from": ("train", "init_from"),
+    }
+    out: dict[str, Any] = {}
+    for key, value in opts.items():
+        if value is None:
+            continue
+        if key == "seed":
+            out["seed"] = value
+        elif key in where:
+            section, field = where[key]
+            out.setdefault(section, {})[field] = value
+    return out
+
+
+@click.command("run")
+@_run_options
+@click.option("--out", type=click.Path(path_type=Path), help="run folder (default: runs/<stamp>)")
+@click.option(
+    "--resume",
+    "resume_dir",
+    type=click.Path(path_type=Path),
+    help="continue the run in this folder from its last.pt, with its saved config",
+)
+@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
+@click.option(
+    "--tensorboard", is_flag=True, help="also log metrics for TensorBoard (grouping[tensorboard])"
+)
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    default=1,
+    help="data-parallel processes on this machine (wraps torchrun; one per GPU on CUDA)",
+)
+def run_command(
+    preset: str | None,
+    out: Path | None,
+    resume_dir: Path | None,
+    as_json: bool,
+    tensorboard: bool,
+    nproc: int,
+    assignments: tuple[str, ...],
+    **opts: Any,
+) -> None:
+    """Train a model, test it and write a run folder (with a grouping figure, figure.png), or
+    continue one with --resume."""
+    if resume_dir is not None:
+        if preset is not None or nproc > 1 or (out is not None and out != resume_dir):
+            raise RunDirError(
+                "--resume takes the config and folder of the run and runs one process; "
+                "drop --preset, --out and --nproc"
+            )
+        _resume(resume_dir, options_to_overrides(opts), list(assignments), tensorboard, as_json)
+        return
+    config = _config(preset, options_to_overrides(opts), list(assignments))
+    if nproc > 1 and distributed.env_world() == 1:
+        out = out or RunDir.default_path(config.preset)
+        extra = (["--json"] if as_json else []) + (["--tensorboard"] if tensorboard else [])
+        sys.exit(distributed.launch(config.to_toml(), nproc, out, extra))
+    main_rank = distributed.is_main_process()
+    console = err_console if main_rank else Console(stderr=True, quiet=True)
+    with ProgressReporter(console, config.train.epochs) as reporter:
+        result = train(config, out, reporter=reporter, tensorboard=tensorboard)
+    if main_rank:
+        _print_result(result, as_json)
+
+
+def _resume(
+    folder: Path,
+    overrides: dict[str, Any],
+    assignments: list[str],
+    tensorboard: bool,
+    as_json: bool,
+) -> None:
+    job = prepare_resume(folder, overrides, assignments)
+    with ProgressReporter(err_console, job.config.train.epochs) as reporter:
+        result = job.run(reporter, tensorboard=tensorboard)
+    _print_result(result, as_json)
+
+
+def _config(preset: str | None, overrides: dict[str, Any], assignments: list[str]) -> RunConfig:
+    """The run's config, resolved; without --preset, say which preset the likelihood implied."""
+    if preset is None:
+        preset = implied_preset(overrides, assignments_to_dict(assignments))
+        if preset != DEFAULT_PRESET:
+            err_console.print(
+                f"no --preset and no --dataset: using preset {preset!r}, the default of the "
+                "likelihood you chose"
+            )
+    config = resolve(build_config(preset, overrides, assignments))
+    warn_broken()  # the run does not need them, but their author may want to know
+    return config
+
+
+def _print_result(result: RunResult, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(result.summary, indent=2))
+        return
+    test = result.test
+    table = Table(title=f"test scores ({test['images']} images)")
+    for col in ("", "last step", "mean over steps"):
+        table.add_column(col)
+    table.add_row(
+        "AMI",
+        f"{test['ami']:.3f} ± {test['ami_std']:.3f}",
+        f"{test['ami_mean_over_steps']:.3f} ± {test['ami_mean_over_steps_std']:.3f}",
+    )
+    table.add_row(
+        "ARI",
+        f"{test['ari']:.3f} ± {test['ari_std']:.3f}",
+        f"{test['ari_mean_over_steps']:.3f} ± {test['ari_mean_over_steps_std']:.3f}",
+    )
+    out_console.print(table)
+    s = result.summary
+    out_console.print(
+        f"test AMI {test['ami']:.3f}  epochs {s['epochs']} (best {s['best_epoch']})  "
+        f"{s['train_images_per_s']:.0f} img/s  wall {s['wall_s']:.0f} s  -> {result.path}"
+    )

@@ -1,0 +1,1 @@
+"""The run configuration: the pydantic schema and how presets and overrides build it."""

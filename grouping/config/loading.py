@@ -1,0 +1,176 @@
+"""Building a run's config: presets (TOML), command-line options and ``--set`` overrides, merged
+in that order of precedence and validated once, at the edge."""
+
+from __future__ import annotations
+
+import copy
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from grouping.config.schema import (
+    AUTO,
+    DEFAULT_PRESET,
+    PLUGIN_SECTIONS,
+    SECTION_MODELS,
+    RunConfig,
+    validate,
+)
+from grouping.errors import ConfigError, PluginError
+from grouping.plugins.registry import get_registry
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def preset_names() -> list[str]:
+    folder = resources.files("grouping.config") / "presets"
+    return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file as a dictionary, or a one-line error."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"preset file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read preset {path}: {exc}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"preset {path} is not valid TOML: {exc}") from None
+
+
+def load_preset(preset: str) -> dict[str, Any]:
+    """A preset by name (shipped in ``grouping/presets``) or by path to a TOML file."""
+    path = Path(preset)
+    if preset.endswith(".toml") or path.is_file():
+        data = read_toml(path)
+        data.setdefault("preset", path.stem if path.name != "config.toml" else str(path.parent))
+        return data
+    if preset not in preset_names():
+        raise ConfigError(
+            f"unknown preset {preset!r}; valid: {', '.join(preset_names())} or a path to a .toml file"
+        )
+    resource = resources.files("grouping.config") / "presets" / f"{preset}.toml"
+    data = tomllib.loads(resource.read_text(encoding="utf-8"))
+    data["preset"] = preset
+    return data
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value: a TOML literal when it parses as one (5, 0.1, true, [1, 2], "x"),
+    ``null`` for "unset" (TOML has none), otherwise the plain string (so
+    ``--set dataset.path=/data/x.h5`` needs no quotes, and ``--set noise.name=none`` names the
+    ``none`` plugin)."""
+    if text == "null":
+        return None
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_assignment(item: str) -> tuple[list[str], Any]:
+    """``a.b=c`` -> (["a", "b"], parsed c)."""
+    key, sep, value = item.partition("=")
+    parts = key.strip().split(".")
+    if not sep or not all(p.strip() for p in parts):
+        raise ConfigError(f"--set expects dotted.key=value, got {item!r}")
+    return [p.strip() for p in parts], parse_value(value.strip())
+
+
+def assignments_to_dict(items: list[str]) -> dict[str, Any]:
+    """Turn ``--set`` items into one nested dictionary."""
+    out: dict[str, Any] = {}
+    for item in items:
+        path, value = parse_assignment(item)
+        node = out
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item!r} conflicts with an earlier --set of {part!r}")
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``override`` into a copy of ``base``. A plugin section whose name changes keeps
+    only the core fields of the base (the old plugin's options do not apply to the new one)."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        old = out.get(key)
+        if isinstance(value, dict) and isinstance(old, dict):
+            if key in PLUGIN_SECTIONS and "name" in value and value["name"] != old.get("name"):
+                core = set(SECTION_MODELS[key].model_fields)
+                old = {k: v for k, v in old.items() if k in core}
+            out[key] = merge(old, value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def implied_preset(*layers: dict[str, Any]) -> str:
+    """The preset of a run that names none: ``DEFAULT_PRESET``, unless the overrides name a
+    likelihood but no data set and that likelihood class sets ``default_preset``.
+
+    ``layers`` are the override dictionaries, lowest precedence first (options, then ``--set``).
+    So ``--likelihood gaussian`` alone trains on data that suits Gaussian pixels, while
+    ``--likelihood gaussian --dataset shapes`` keeps the default preset.
+    """
+    likelihood = None
+    for layer in layers:
+        if layer.get("dataset", {}).get("name"):
+            return DEFAULT_PRESET
+        likelihood = layer.get("likelihood", {}).get("name", likelihood)
+    if not likelihood or likelihood == AUTO:
+        return DEFAULT_PRESET
+    try:
+        cls = get_registry().get("likelihood", str(likelihood)).cls
+    except PluginError:  # reported, with the valid names, when the config is resolved
+        return DEFAULT_PRESET
+    preset: str | None = getattr(cls, "default_preset", None)
+    return preset or DEFAULT_PRESET
+
+
+def build_config(
+    preset: str | None = None,
+    options: dict[str, Any] | None = None,
+    assignments: list[str] | None = None,
+) -> RunConfig:
+    """Defaults < preset < command-line options < ``--set`` assignments, validated once.
+
+    Without a preset, :func:`implied_preset` picks one from the overrides.
+    """
+    options = options or {}
+    sets = assignments_to_dict(assignments or [])
+    data: dict[str, Any] = load_preset(preset or implied_preset(options, sets))
+    data = merge(data, _noise_follows_likelihood(data, options, sets))
+    data = merge(data, options)
+    data = merge(data, sets)
+    return validate(data)
+
+
+def _noise_follows_likelihood(
+    base: dict[str, Any], options: dict[str, Any], sets: dict[str, Any]
+) -> dict[str, Any]:
+    """A likelihood chosen on the command line brings its own default noise (``noise = auto``)
+    unless the noise is chosen too: the preset's noise was picked for the preset's likelihood."""
+    sections = [d.get("likelihood") for d in (options, sets)]
+    names = [s.get("name") for s in sections if isinstance(s, dict) and "name" in s]
+    chosen = names[-1] if names else None
+    preset = base.get("likelihood")
+    current = preset.get("name") if isinstance(preset, dict) else None
+    if chosen and chosen != current and "noise" not in options and "noise" not in sets:
+        return {"noise": {"name": AUTO}}
+    return {}
+
+
+def load_config_file(path: Path) -> RunConfig:
+    """A saved ``config.toml``, validated."""
+    return validate(read_toml(path))

@@ -1,0 +1,1 @@
+"""Scoring groupings: AMI/ARI metrics, per-step scores, collapse diagnostics, ``evaluate``."""

@@ -1,0 +1,1 @@
+"""Figures: grouping figures of a trained model and training curves (matplotlib, Agg)."""

@@ -1,0 +1,323 @@
+"""The five plugin kinds: the abstract interfaces every built-in and third-party plugin implements.
+
+Shape letters: B batch, K components, N = B*K flat copies, T EM steps, H, W image size, C channels,
+S component state size. Tensors are channels-last, as in the original code: images are (..., H, W, C).
+
+A plugin is a class that subclasses one of the interfaces below and sets three class attributes:
+
+* ``name``: the name users type (``--likelihood bernoulli``);
+* ``description``: one line for ``grouping list-plugins``;
+* ``Config``: a pydantic model of its own options (``--set likelihood.<option>=...``).
+
+The registry validates a plugin's options against ``Config`` once, when the run config is resolved,
+and builds the plugin from that validated object.
+"""
+
+from __future__ import annotations
+
+import abc
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar, Literal, TypeVar
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import Tensor, nn
+
+PluginKind = Literal["likelihood", "network", "updater", "dataset", "noise"]
+
+SplitName = Literal["train", "valid", "test"]
+SPLITS: tuple[SplitName, ...] = ("train", "valid", "test")
+
+
+class PluginConfig(BaseModel):
+    """Base of every plugin's ``Config``: unknown options are an error, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Plugin:
+    """What every plugin class declares. Subclass one of the five kinds, not this."""
+
+    kind: ClassVar[PluginKind]
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Config: ClassVar[type[PluginConfig]] = PluginConfig
+
+
+# --------------------------------------------------------------------------------------------------
+# likelihood
+
+
+class Likelihood(Plugin):
+    """Per-pixel distribution P(x | psi) of one mixture component (spec 2.1, 2.3, 3.1).
+
+    ``psi`` is the distribution parameter the network predicts (a Bernoulli mean, a Gaussian mean).
+    Every method works element-wise, so ``x`` and ``psi`` may be any broadcastable shapes; the engine
+    calls them with ``x`` (B, 1, H, W, C) and ``psi`` (B, K, H, W, C).
+    """
+
+    kind: ClassVar[PluginKind] = "likelihood"
+    #: name of the noise plugin that fits this kind of data (``noise = "auto"`` picks it).
+    default_noise: ClassVar[str] = "none"
+    #: preset (name or .toml path) of a run that names this likelihood but no preset and no data
+    #: set; None keeps the default preset (``config.implied_preset``).
+    default_preset: ClassVar[str | None] = None
+    #: True when ``activation`` is the distribution's canonical link (Bernoulli + sigmoid, Gaussian
+    #: + identity), so d log P(x | psi) / d raw = x - psi up to a constant factor: then the masked
+    #: difference gamma * (x - psi) is the gradient of Q with respect to the raw output, which the
+    #: ``n-em`` updater relies on (spec 2.5).
+    canonical_link: ClassVar[bool] = False
+    #: The pixel values the distribution is defined on. Features enter the core in [0, 1] (the
+    #: ``Split`` contract); a likelihood may narrow that, and a batch outside is refused in one line.
+    support: ClassVar[tuple[float, float]] = (0.0, 1.0)
+
+    def __init__(self, config: PluginConfig) -> None:
+        self.config = config
+
+    @abc.abstractmethod
+    def activation(self, raw: Tensor) -> Tensor:
+        """Map the network's raw output to psi (sigmoid for Bernoulli, identity for Gaussian)."""
+
+    @abc.abstractmethod
+    def pixel_prob(self, x: Tensor, psi: Tensor) -> Tensor:
+        """Per-pixel, per-channel probability (or density) P(x | psi) used by the E-step (spec 2.3).
+
+        Linear space, not log: the engine multiplies over channels, adds a floor and normalises over K.
+        """
+
+    @abc.abstractmethod
+    def intra(self, x: Tensor, psi: Tensor) -> Tensor:
+        """Intra-cluster loss per pixel and channel, -log P(x | psi) up to a constant (spec 3.1)."""
+
+    @abc.abstractmethod
+    def inter(self, psi: Tensor) -> Tensor:
+        """Inter-cluster loss per pixel and channel: KL(prior || P(. | psi)) (spec 3.1)."""
+
+
+# --------------------------------------------------------------------------------------------------
+# network
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """What the engine tells a network when it builds it."""
+
+    image_shape: tuple[int, int, int]  # (H, W, C)
+    #: True when the updater drives the network as a recurrent cell (RNN-EM); False when it only
+    #: needs the decoder (N-EM), so a network can skip building its encoder and recurrent weights.
+    recurrent: bool = True
+
+
+class Network(nn.Module, Plugin):
+    """The component network f_phi shared by the K copies (spec 5).
+
+    It is a recurrent cell for RNN-EM and a decoder for N-EM. A component's state is a vector (N, S)
+    that starts at zero (spec 2.6); the decoder reads a representation h (N, S) in (0, 1): RNN-EM's
+    hidden activation, or sigmoid(theta) for N-EM.
+    """
+
+    kind: ClassVar[PluginKind] = "network"
+
+    def __init__(self, config: PluginConfig, spec: NetworkSpec) -> None:
+        super().__init__()
+        self.config = config
+        self.spec = spec
+
+    @property
+    @abc.abstractmethod
+    def state_size(self) -> int:
+        """S, the length of one component's state vector."""
+
+    def initial_state(self, n: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+        """The state every copy starts from: zeros (N, S) (spec 2.6)."""
+        return torch.zeros(n, self.state_size, device=device, dtype=dtype)
+
+    @abc.abstractmethod
+    def decode(self, h: Tensor) -> Tensor:
+        """Raw prediction (N, H, W, C) from a representation h (N, S), before the likelihood's
+        activation."""
+
+    def decoder_weight(self) -> Tensor | None:
+        """W (D, S), D = H*W*C, when ``decode(h)`` is affine in h (W h + b, reshaped), else None.
+
+        Optional: it lets N-EM use the paper's closed-form, tied-weight step instead of autograd.
+        """
+        return None
+
+    @abc.abstractmethod
+    def forward(self, u: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        """One recurrent step: masked difference u (N, H, W, C) and state (N, S) ->
+        (raw prediction (N, H, W, C), new state (N, S))."""
+
+
+# --------------------------------------------------------------------------------------------------
+# updater
+
+
+class Updater(nn.Module, Plugin):
+    """The M-step: moves each component's state given its gamma-masked difference (spec 2.4, 2.5).
+
+    The updater owns the network, so ``updater.parameters()`` are all the trainable weights.
+    """
+
+    kind: ClassVar[PluginKind] = "updater"
+    #: Whether the network is used as a recurrent cell (see ``NetworkSpec.recurrent``).
+    recurrent: ClassVar[bool] = True
+
+    def __init__(self, config: PluginConfig, network: Network, likelihood: Likelihood) -> None:
+        super().__init__()
+        self.config = config
+        self.network = network
+        self.likelihood = likelihood
+
+    def initial_state(self, n: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+        """Initial state of N copies (N, S)."""
+        return self.network.initial_state(n, device, dtype)
+
+    @abc.abstractmethod
+    def forward(self, u: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        """u = gamma * (x_noisy - psi) (N, H, W, C), state (N, S) -> (psi (N, H, W, C), new state)."""
+
+
+# --------------------------------------------------------------------------------------------------
+# noise
+
+
+class Noise(Plugin):
+    """Corrupts the network input only; the E-step and the loss see clean targets (spec 4)."""
+
+    kind: ClassVar[PluginKind] = "noise"
+
+    def __init__(self, config: PluginConfig) -> None:
+        self.config = config
+
+    @abc.abstractmethod
+    def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        """Noisy copy of x (any shape, values in [0, 1]), fresh noise per element and call."""
+
+
+# --------------------------------------------------------------------------------------------------
+# dataset
+
+
+@dataclass(frozen=True)
+class SplitSizes:
+    """How many samples each split holds."""
+
+    train: int
+    valid: int
+    test: int
+
+    def __getitem__(self, split: SplitName) -> int:
+        return int(getattr(self, split))
+
+
+class Split(abc.ABC):
+    """One split of a data set, addressed by sample index so that it can live in memory or on disk.
+
+    ``get`` returns features (b, F, H, W, C) float32 in [0, 1] and groups (b, F, H, W) int64, where
+    F is the number of stored frames (1 for static data) and group 0 marks background and overlap.
+    """
+
+    @abc.abstractmethod
+    def __len__(self) -> int: ...
+
+    @property
+    @abc.abstractmethod
+    def frames(self) -> int:
+        """F, frames per sample."""
+
+    @abc.abstractmethod
+    def get(self, index: np.ndarray) -> tuple[Tensor, Tensor]:
+        """Samples at the given indices (sorted or not), as (features, groups)."""
+
+
+class ArraySplit(Split):
+    """A split held in memory as two tensors."""
+
+    def __init__(self, features: Tensor, groups: Tensor) -> None:
+        if features.ndim != 5 or groups.shape != features.shape[:4]:
+            raise ValueError(
+                f"features must be (N, F, H, W, C) and groups (N, F, H, W); "
+                f"got {tuple(features.shape)} and {tuple(groups.shape)}"
+            )
+        self.features = features.to(torch.float32)
+        self.groups = groups  # kept in its compact storage dtype; widened per batch in ``get``
+
+    def __len__(self) -> int:
+        return int(self.features.shape[0])
+
+    @property
+    def frames(self) -> int:
+        return int(self.features.shape[1])
+
+    def get(self, index: np.ndarray) -> tuple[Tensor, Tensor]:
+        idx = torch.as_tensor(index, dtype=torch.long)
+        return self.features[idx], self.groups[idx].to(torch.int64)
+
+
+DatasetT = TypeVar("DatasetT", bound="Dataset")
+
+
+def cached_split(
+    make: Callable[[DatasetT, SplitName], Split],
+) -> Callable[[DatasetT, SplitName], Split]:
+    """Decorate a data set's ``split``: each named split is built on its first request, then the
+    same object is returned, so a split is generated once per run however often it is asked for."""
+
+    @functools.wraps(make)
+    def split(self: DatasetT, name: SplitName) -> Split:
+        built: dict[SplitName, Split] = self.__dict__.setdefault("_cached_splits", {})
+        if name not in built:
+            built[name] = make(self, name)
+        return built[name]
+
+    return split
+
+
+class Dataset(Plugin):
+    """Train / validation / test splits of (features, groups) with frames on a time axis (spec 6)."""
+
+    kind: ClassVar[PluginKind] = "dataset"
+    #: Likelihood to use when the user names none (``bernoulli`` for binary data, say).
+    default_likelihood: ClassVar[str | None] = None
+
+    @classmethod
+    def likelihood_for(cls, config: PluginConfig) -> str | None:
+        """The likelihood ``likelihood.name = "auto"`` picks for these validated options.
+
+        ``default_likelihood`` unless a data set overrides this: one read from a file (``hdf5``,
+        ``arrays``) knows whether its pixels are binary or grey only once it has looked at the file.
+        """
+        return cls.default_likelihood
+
+    def __init__(self, config: PluginConfig, sizes: SplitSizes, frames: int, seed: int) -> None:
+        """``frames`` is how many frames the run needs (steps + 1); static sets may store 1."""
+        self.config = config
+        self.sizes = sizes
+        self.frames = frames
+        self.seed = seed
+
+    @property
+    @abc.abstractmethod
+    def image_shape(self) -> tuple[int, int, int]:
+        """(H, W, C)."""
+
+    @property
+    @abc.abstractmethod
+    def binary(self) -> bool:
+        """True when pixels are 0 or 1 (Bernoulli data), False for grey-scale."""
+
+    @abc.abstractmethod
+    def split(self, name: SplitName) -> Split:
+        """The named split; built once, then reused (``@cached_split`` does both)."""
+
+    def source(self) -> dict[str, object]:
+        """Where the data came from, recorded as ``data_source`` in ``summary.json``.
+
+        An optional ``description`` entry is one line that a run prints when it starts.
+        """
+        return {"kind": "generated", "dataset": self.name, "seed": self.seed}

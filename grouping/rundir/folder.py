@@ -1,0 +1,181 @@
+"""The run folder: the resolved config, per-epoch metrics, checkpoints and the final summary.
+
+::
+
+    runs/<stamp>-<preset>/
+      config.toml            resolved; ``grouping run --preset RUN/config.toml`` repeats the run
+      metrics.jsonl          one JSON record per epoch
+      checkpoints/best.pt    best validation loss so far
+      checkpoints/last.pt    end of the latest epoch
+      summary.json           test scores, epochs, throughput, wall time, data source, config
+      .lock                  held by the process training in the folder (see grouping.lock)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from grouping.config.loading import read_toml
+from grouping.config.schema import RunConfig
+from grouping.errors import RunDirError
+from grouping.rundir.lock import LOCK_NAME, RunLock
+
+CONFIG = "config.toml"
+METRICS = "metrics.jsonl"
+SUMMARY = "summary.json"
+
+
+@dataclass
+class RunDir:
+    path: Path
+    lock: RunLock | None = field(default=None, repr=False)
+
+    @staticmethod
+    def default_path(preset: str, root: Path = Path("runs")) -> Path:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        label = Path(preset).stem if preset.endswith(".toml") else Path(preset).name
+        path = root / f"{stamp}-{label}"
+        n = 1
+        while path.exists():
+            n += 1
+            path = root / f"{stamp}-{label}-{n}"
+        return path
+
+    @classmethod
+    def create(cls, path: Path, config: RunConfig) -> RunDir:
+        """A new run folder, locked; a folder that holds anything is refused, never overwritten."""
+        if path.exists() and not path.is_dir():
+            raise RunDirError(f"--out {path} exists and is not a folder")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunDirError(f"cannot create the run folder {path}: {exc.strerror}") from None
+        existed = (path / LOCK_NAME).exists()
+        lock = RunLock(path).acquire()  # before looking inside: two runs may race for one folder
+        if never_checkpointed(path):  # a run that failed before its first epoch ended
+            clear_dead_start(path)
+        if any(p.name != LOCK_NAME for p in path.iterdir()):
+            lock.release()
+            if not existed:
+                (path / LOCK_NAME).unlink(missing_ok=True)
+            what = "a run" if (path / CONFIG).exists() else "other files"
+            hint = f"; continue it with --resume {path}" if what == "a run" else ""
+            raise RunDirError(
+                f"--out {path} already holds {what}; choose an empty or new folder{hint}"
+            )
+        try:
+            (path / "checkpoints").mkdir(parents=True, exist_ok=True)
+            (path / CONFIG).write_text(config.to_toml(), encoding="utf-8")
+        except OSError as exc:
+            lock.release()
+            raise RunDirError(f"cannot write the run folder {path}: {exc.strerror}") from None
+        return cls(path, lock)
+
+    @classmethod
+    def open(cls, path: Path, lock: bool = False) -> RunDir:
+        """An existing run folder (one that holds a ``config.toml``); with ``lock``, locked."""
+        if not (path / CONFIG).is_file():
+            raise RunDirError(f"{path} is not a run folder (no {CONFIG})")
+        return cls(path, RunLock(path).acquire() if lock else None)
+
+    def close(self) -> None:
+        """Release the lock (the process ending releases it too)."""
+        if self.lock is not None:
+            self.lock.release()
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG
+
+    @property
+    def best(self) -> Path:
+        return self.path / "checkpoints" / "best.pt"
+
+    @property
+    def last(self) -> Path:
+        return self.path / "checkpoints" / "last.pt"
+
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        with open(self.path / METRICS, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def metrics(self) -> list[dict[str, Any]]:
+        """The per-epoch records; a torn last line (a crash mid-write) is skipped."""
+        path = self.path / METRICS
+        if not path.is_file():
+            return []
+        records = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+        return records
+
+    def keep_metrics_until(self, epoch: int) -> None:
+        """Drop records after ``epoch`` (written before a crash, but not in the checkpoint being
+        resumed), so a resumed run continues ``metrics.jsonl`` without duplicates."""
+        kept = [
+            r for r in self.metrics() if isinstance(r.get("epoch"), int) and r["epoch"] <= epoch
+        ]
+        tmp = self.path / (METRICS + ".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+        os.replace(tmp, self.path / METRICS)
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        tmp = self.path / (SUMMARY + ".tmp")
+        tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, self.path / SUMMARY)
+
+    def summary(self) -> dict[str, Any]:
+        path = self.path / SUMMARY
+        if not path.is_file():
+            raise RunDirError(f"{self.path} has no {SUMMARY}: the run has not finished")
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return data
+
+
+#: What a run writes before its first checkpoint: a folder holding only these is a dead start.
+EARLY_FILES = frozenset({CONFIG, METRICS, "checkpoints", "tensorboard", LOCK_NAME})
+
+
+def never_checkpointed(path: Path) -> bool:
+    """A run folder whose run stopped before writing any checkpoint: nothing in it to keep."""
+    names = {p.name for p in path.iterdir()}
+    ckpts = path / "checkpoints"
+    empty = not ckpts.exists() or (ckpts.is_dir() and not any(ckpts.iterdir()))
+    return CONFIG in names and names <= EARLY_FILES and empty and not RunDir(path).metrics()
+
+
+def clear_dead_start(path: Path) -> None:
+    """Remove what a run left before its first checkpoint, so the folder can be run into again."""
+    for name in (CONFIG, METRICS):
+        (path / name).unlink(missing_ok=True)
+    for name in ("checkpoints", "tensorboard"):
+        folder = path / name
+        if folder.is_dir():
+            shutil.rmtree(folder)
+
+
+def final_run(path: Path) -> Path:
+    """The run folder that holds a run's weights: the last stage's for a stage-wise run (whose
+    config has ``stages``), the folder itself otherwise."""
+    config = path / CONFIG
+    if config.is_file():
+        # the raw file is enough to find the stages; validating it is the caller's business
+        stages = read_toml(config).get("stages")
+        last = stages[-1] if isinstance(stages, list) and stages else None
+        name = last.get("name") if isinstance(last, dict) else None
+        if isinstance(name, str) and name and name not in (".", ".."):
+            return final_run(path / name)
+    return path

@@ -1,0 +1,31 @@
+"""``grouping.train``: a run, or a stage-wise chain of runs when the config has ``stages``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from grouping.config.schema import RunConfig
+from grouping.plugins.registry import Registry
+from grouping.rundir.folder import RunDir
+from grouping.training.reporting import Reporter
+from grouping.training.run import RunResult, train_run
+from grouping.training.stages import train_stages
+
+
+def train(
+    config: RunConfig,
+    out: Path | str | RunDir | None = None,
+    reporter: Reporter | None = None,
+    registry: Registry | None = None,
+    tensorboard: bool = False,
+    checkpoint: dict[str, Any] | None = None,
+) -> RunResult:
+    """Train a model from ``config`` into the run folder ``out`` and test it; the Python API of
+    ``grouping run``. ``tensorboard`` also logs each epoch's metrics for TensorBoard. A config with
+    ``stages`` trains them in order (:mod:`grouping.training.stages`); otherwise see
+    :func:`grouping.training.run.train_run`."""
+    if config.stages:
+        root = out.path if isinstance(out, RunDir) else out
+        return train_stages(config, root, reporter, registry, tensorboard=tensorboard)
+    return train_run(config, out, reporter, registry, tensorboard, checkpoint)

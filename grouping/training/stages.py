@@ -1,0 +1,109 @@
+"""Stage-wise training (spec 7): a config whose ``stages`` list is not empty runs as a chain of runs.
+
+Stage i is the config with ``stages[i].overrides`` merged in, trained as a full run (own early
+stopping) in ``OUT/<stage name>/`` and started from stage i - 1's best checkpoint, weights and
+optimizer state (``train.init_from``); the first stage starts from ``train.init_from`` if the config
+sets it. Every stage config is built and validated before the first stage trains, so a typo in the
+last stage fails at once, not hours later.
+
+::
+
+    OUT/config.toml          the whole stage-wise config (replayable with --preset)
+    OUT/<stage>/...          one ordinary run folder per stage, best checkpoint included
+    OUT/summary.json         per-stage summaries; "test" is the last stage's test scores
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from grouping.config.loading import merge
+from grouping.config.schema import RunConfig, validate
+from grouping.engine.assembly import resolve
+from grouping.errors import ConfigError, RunDirError
+from grouping.plugins.registry import Registry
+from grouping.rundir.folder import CONFIG, RunDir
+from grouping.training import distributed
+from grouping.training.reporting import Reporter, SilentReporter
+from grouping.training.run import RunResult, train_run
+
+
+def stage_configs(config: RunConfig, registry: Registry | None = None) -> list[RunConfig]:
+    """The resolved config of every stage, in order (without ``init_from`` between stages)."""
+    base = config.model_dump(mode="python")
+    base["stages"] = []
+    out = []
+    for stage in config.stages:
+        if "stages" in stage.overrides:
+            raise ConfigError(f"stage {stage.name!r}: a stage cannot have stages of its own")
+        try:
+            stage_config = resolve(validate(merge(base, stage.overrides)), registry)
+        except ConfigError as exc:
+            raise ConfigError(f"stage {stage.name!r}: {exc}") from None
+        out.append(stage_config)
+    return out
+
+
+def train_stages(
+    config: RunConfig,
+    out: Path | str | None = None,
+    reporter: Reporter | None = None,
+    registry: Registry | None = None,
+    tensorboard: bool = False,
+) -> RunResult:
+    """Train every stage in order, each from the previous stage's best checkpoint."""
+    if not config.stages:
+        raise ConfigError("this config has no stages; use grouping.train")
+    t0 = time.perf_counter()
+    reporter = reporter or SilentReporter()
+    configs = stage_configs(config, registry)
+    root = Path(out) if out is not None else RunDir.default_path(config.preset)
+    main = distributed.is_main_process()  # under torchrun, one rank writes the shared files
+    if main:
+        _create_root(root, config)
+    previous = config.train.init_from
+    stages: list[dict[str, Any]] = []
+    result: RunResult | None = None
+    for i, (stage, stage_config) in enumerate(zip(config.stages, configs), start=1):
+        if previous is not None:
+            stage_config = stage_config.model_copy(
+                update={"train": stage_config.train.model_copy(update={"init_from": previous})}
+            )
+        reporter.message(f"stage {i} of {len(configs)}: {stage.name}")
+        result = train_run(stage_config, root / stage.name, reporter, registry, tensorboard)
+        previous = str(result.path)
+        stages.append(stage_record(stage.name, result))
+    assert result is not None  # there is at least one stage
+    summary = {
+        **result.summary,
+        "stages": stages,
+        "epochs": sum(s["epochs"] for s in stages),
+        "train_s": sum(s["train_s"] for s in stages),
+        "wall_s": time.perf_counter() - t0,
+        "config": config.model_dump(mode="json"),
+    }
+    if main:
+        RunDir(root).write_summary(summary)
+    return RunResult(root, summary)
+
+
+#: What the stage-wise summary keeps of each stage's own summary.
+STAGE_KEYS = ("test", "epochs", "best_epoch", "best_valid_loss", "train_s", "train_images_per_s")
+
+
+def stage_record(name: str, result: RunResult) -> dict[str, Any]:
+    """One stage's entry in the stage-wise ``summary.json``."""
+    return {"name": name, "path": str(result.path)} | {k: result.summary[k] for k in STAGE_KEYS}
+
+
+def _create_root(root: Path, config: RunConfig) -> None:
+    """The stage-wise run's own folder: refused if it holds anything, never overwritten."""
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise RunDirError(f"--out {root} exists and is not an empty folder; choose a new folder")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        (root / CONFIG).write_text(config.to_toml(), encoding="utf-8")
+    except OSError as exc:
+        raise RunDirError(f"cannot write the run folder {root}: {exc.strerror}") from None

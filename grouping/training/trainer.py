@@ -1,0 +1,339 @@
+"""The trainer: Adam on the weighted EM loss, validation, early stopping and checkpoints.
+
+The protocol of spec 7: batches are fixed blocks of consecutive samples whose order is shuffled each
+epoch (the partial tail is dropped), validation uses the first ``valid_samples`` validation samples
+with fresh noise and gamma^(0), and the best model by validation loss is kept and tested.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from grouping.accel.cpu_linear import use_cpu_matmul
+from grouping.accel.device import make_generator, resolve_device
+from grouping.accel.precision import resolve_precision
+from grouping.config.schema import RunConfig
+from grouping.data.batches import Prefetcher, iterate_batches
+from grouping.engine.assembly import Assembly, assemble, resolve
+from grouping.errors import DataError, Interrupted, NonFiniteError, RunDirError
+from grouping.evaluation.collapse import collapse_warning
+from grouping.evaluation.scoring import Scores, score_split
+from grouping.plugins.interfaces import SplitName
+from grouping.plugins.registry import Registry
+from grouping.rundir.checkpoint import load_checkpoint, save_checkpoint
+from grouping.rundir.folder import RunDir
+from grouping.rundir.loading import load_weights
+from grouping.rundir.warm_start import init_from
+from grouping.training import distributed
+from grouping.training.batch_step import TrainStep
+from grouping.training.reporting import Reporter, SilentReporter
+from grouping.training.signals import StopRequest
+from grouping.training.state import TrainState
+
+
+class Trainer:
+    """Trains one run; see the module docstring for the protocol."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        out: Path | RunDir,
+        reporter: Reporter | None = None,
+        registry: Registry | None = None,
+        checkpoint: dict[str, Any] | None = None,
+    ) -> None:
+        """``out`` is a new run folder, or an opened one with the ``checkpoint`` to resume from
+        (see :func:`grouping.resume.resume`)."""
+        self.config = resolve(config, registry)
+        tc = self.config.train
+        # several processes under torchrun: only rank 0 reports and writes (grouping.distributed)
+        self.dist, self.device = distributed.setup(resolve_device(tc.device))
+        self.dist.check_batch(tc.batch_size)
+        self.reporter = (reporter or SilentReporter()) if self.dist.main else SilentReporter()
+        self._set_threads()
+        torch.manual_seed(self.config.seed)
+        self.parts: Assembly = assemble(self.config, registry)
+        self.model = self.parts.model.to(self.device)
+        use_cpu_matmul(self.model, tc.cpu_matmul, self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.lr)
+        self.step = self._train_step()
+        self.generator = make_generator(self.device, self.dist.seed_for(self.config.seed))
+        self.order_rng = np.random.default_rng([self.config.seed, 7])
+        self.state = TrainState()
+        self.stop = StopRequest()
+        # --init-from: before the run folder exists, so a mismatch leaves none behind
+        self.init_message: str | None = None
+        if tc.init_from and checkpoint is None:
+            self.init_message = init_from(
+                self.model, self.optimizer, Path(tc.init_from), self.device
+            )
+        self.rundir = self._open_rundir(out)
+        if checkpoint is not None:
+            self.restore(checkpoint)
+
+    def _set_threads(self) -> None:
+        """``train.threads``, or under torchrun the cores shared among the local ranks."""
+        tc = self.config.train
+        threads = tc.threads or (distributed.default_threads(self.dist) if self.dist.active else 0)
+        if threads:
+            torch.set_num_threads(threads)
+
+    def _train_step(self) -> TrainStep:
+        """One optimizer step as ``train`` asks: precision, compile, checkpointing, DDP."""
+        tc = self.config.train
+        return TrainStep(
+            self.model,
+            self.optimizer,
+            self.parts.noise,
+            self.device,
+            precision=resolve_precision(tc.precision, self.device),
+            compile=tc.compile,
+            checkpoint_steps=tc.checkpoint_steps,
+            forward=distributed.wrap(self.model, self.dist, self.device),
+            agree=lambda flag: self.dist.any(flag, self.device),
+        )
+
+    def _open_rundir(self, out: Path | RunDir) -> RunDir:
+        """A new run folder (rank 0 creates and locks it), or the opened one being resumed."""
+        if isinstance(out, RunDir):
+            return out
+        return RunDir.create(out, self.config) if self.dist.main else RunDir(out)
+
+    # -- checkpoints -------------------------------------------------------------------------------
+
+    def _payload(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "train_state": asdict(self.state),
+            "rng": {
+                "torch": self.generator.get_state(),
+                "torch_global": torch.get_rng_state(),
+                "order": json.dumps(self.order_rng.bit_generator.state),
+            },
+            "config": self.config.model_dump(mode="json"),
+            "config_hash": self.config.digest(),
+        }
+
+    def restore(self, payload: dict[str, Any]) -> None:
+        """Continue from a checkpoint (loaded on the CPU): weights, optimizer, state and RNGs."""
+        try:
+            self.model.load_state_dict(payload["model"])
+            self.optimizer.load_state_dict(payload["optimizer"])
+            self.state = TrainState(**payload["train_state"])
+            rng = payload["rng"]
+            self.generator.set_state(rng["torch"])
+            torch.set_rng_state(rng["torch_global"])
+            self.order_rng.bit_generator.state = json.loads(rng["order"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise RunDirError(
+                f"the checkpoint does not fit this run ({type(exc).__name__}: {first})"
+            ) from None
+
+    def save_last(self) -> None:
+        if self.dist.main:
+            save_checkpoint(self.rundir.last, self._payload())
+
+    def load_weights(self, path: Path) -> None:
+        """Load a checkpoint of this run (its best, before the test) into the model."""
+        payload = load_checkpoint(path, map_location=self.device)
+        load_weights(self.model, payload, path, self.config.network.name)
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    @property
+    def prefetch_depth(self) -> int:
+        """Batches gathered ahead: ``train.prefetch``, or by device (see its description)."""
+        depth = self.config.train.prefetch
+        if depth is None:
+            return 2 if self.device.type == "cuda" else 0
+        return depth
+
+    def train_epoch(self, deadline: float | None) -> str:
+        """Train the rest of the current epoch; returns "done", "deadline" (the time limit passed)
+        or "stop" (a stop request came). Progress goes into ``self.state``, batch by batch."""
+        cfg = self.config
+        s = self.state
+        split = self.parts.split("train")
+        batch = cfg.train.batch_size
+        blocks = len(split) // batch
+        if blocks == 0:
+            raise DataError(
+                f"the training split holds {len(split)} samples, fewer than train.batch_size "
+                f"({batch}); use a smaller --batch-size"
+            )
+        if s.batch == 0:  # a new epoch; a resumed one keeps its saved order and partial sums
+            s.start_epoch(self.order_rng.permutation(blocks).tolist())
+        order = (np.asarray(s.epoch_order)[:, None] * batch + np.arange(batch)).ravel()
+        order = self.dist.shard_order(order, batch)
+        local = batch // self.dist.world
+        self.reporter.epoch_start(s.epoch + 1, blocks)
+        self.model.train()
+        start = time.perf_counter()
+        outcome = "done"
+        rest = order[s.batch * local :]
+        batches = iterate_batches(split, rest, local, cfg.model.steps + 1, self.device)
+        try:
+            for features, _groups in Prefetcher(batches, self.prefetch_depth):
+                loss = float(self.step(features, self.generator))
+                s.batch += 1
+                if self.step.problem is None:
+                    s.epoch_losses.append(loss)
+                elif cfg.train.on_nonfinite == "skip":
+                    s.epoch_skipped += 1
+                else:
+                    raise NonFiniteError(
+                        self._nonfinite_message(self.step.problem, blocks), self.rundir.path
+                    )
+                s.epoch_images += features.shape[0]
+                self.reporter.batch_end(s.epoch + 1, s.batch, loss)
+                late = deadline is not None and time.perf_counter() > deadline
+                if self.dist.any(self.stop.requested, self.device):
+                    outcome = "stop"
+                    break
+                if self.dist.any(late, self.device):
+                    outcome = "deadline"
+                    break
+        finally:
+            s.epoch_seconds += time.perf_counter() - start
+        return outcome
+
+    def _nonfinite_message(self, problem: str, blocks: int) -> str:
+        s = self.state
+        kept = (
+            f"the last good checkpoint is {self.rundir.last} (epoch {s.epoch})"
+            if s.epoch and self.rundir.last.is_file()
+            else "no epoch had finished, so there is no checkpoint"
+        )
+        return (
+            f"stopped at epoch {s.epoch + 1}, batch {s.batch} of {blocks}: {problem}; {kept}; "
+            "--set train.on_nonfinite=skip skips such batches instead"
+        )
+
+    def _score(
+        self,
+        split: SplitName,
+        samples: int | None,
+        generator: torch.Generator,
+        steps: int | None = None,
+    ) -> Scores:
+        """Score the current model on this rank's share of a split, gathered over all ranks."""
+        scores = score_split(
+            self.model,
+            self.parts.noise,
+            self.dist.shard_split(self.parts.split(split), samples),
+            samples=None,
+            batch_size=self.config.eval.batch_size,
+            device=self.device,
+            generator=generator,
+            steps=steps,
+        )
+        return self.dist.gather_scores(scores)
+
+    def validate(self) -> Scores:
+        return self._score("valid", self.config.train.valid_samples, self.generator)
+
+    def fit(self) -> TrainState:
+        """Train until early stopping, the epoch limit or the time limit.
+
+        A stop request (SIGINT, SIGTERM) ends the current batch, writes ``last.pt`` with the
+        position inside the epoch and raises :class:`Interrupted`.
+        """
+        cfg = self.config
+        start = time.perf_counter()
+        limit = cfg.train.max_minutes
+        deadline = start + 60.0 * limit if limit else None
+        s = self.state
+        while not s.stop_reason and s.epoch < cfg.train.epochs:
+            # a signal that came during validation stops here, before another epoch starts
+            early = self.dist.any(self.stop.requested, self.device)
+            outcome = "stop" if early else self.train_epoch(deadline)
+            if outcome == "stop":
+                self._interrupted()
+            self.end_epoch(outcome == "deadline", time.perf_counter() - start)
+        return s
+
+    def _interrupted(self) -> None:
+        """Save the position (mid-epoch or at an epoch boundary) and say how to go on."""
+        s = self.state
+        self.save_last()
+        where = (
+            f"in epoch {s.epoch + 1} after batch {s.batch}"
+            if s.batch
+            else (f"after epoch {s.epoch}")
+        )
+        raise Interrupted(
+            f"interrupted by {self.stop.name or 'a signal'} {where}: saved {self.rundir.last}; "
+            f"resume with: grouping run --resume {self.rundir.path}",
+            self.rundir.path,
+            self.stop.signum or 2,
+        )
+
+    def end_epoch(self, timed_out: bool, wall: float) -> None:
+        """Validate, decide whether to stop, log the epoch and write the checkpoints."""
+        loss, images, seconds, skipped = self._close_epoch()
+        valid = self.validate().summary()
+        tc = self.config.train
+        improved = self.state.judge(
+            valid["loss"], timed_out, tc.patience, tc.epochs, tc.max_minutes
+        )
+        record = {
+            "epoch": self.state.epoch,
+            "train_loss": loss,
+            "valid_loss": valid["loss"],
+            "valid_ami": valid["ami"],
+            "valid_ari": valid["ari"],
+            "valid_upper_bound": valid["upper_bound"],
+            "component_shares": valid["component_shares"],
+            "live_components": valid["live_components"],
+            "nonfinite_batches": skipped,
+            "images_per_s": images / seconds if seconds > 0 else 0.0,
+            "epoch_s": seconds,
+            "wall_s": wall,
+            "best": improved,
+        }
+        if self.dist.main:
+            self.rundir.append_metrics(record)
+            if improved:
+                save_checkpoint(self.rundir.best, self._payload())
+            self.save_last()
+        self.reporter.epoch_end(record)
+        k = self.config.model.components
+        warning = collapse_warning(valid["live_components"], k, self.state.epoch)
+        if warning:
+            self.reporter.message(warning)
+        reason = self.state.stop_reason
+        if reason and reason != "epoch limit":
+            self.reporter.message(f"stopping: {reason}")
+
+    def _close_epoch(self) -> tuple[float, int, float, int]:
+        """The finished epoch's mean loss, images, seconds and skipped batches, summed over ranks
+        (each rank's loss is the mean over its share of the batch); the state moves on."""
+        s = self.state
+        total, count, seen = self.dist.sum(
+            [sum(s.epoch_losses), len(s.epoch_losses), s.epoch_images], self.device
+        )
+        out = (total / count if count else math.nan, int(seen), s.epoch_seconds, s.epoch_skipped)
+        s.epoch += 1
+        s.train_seconds += s.epoch_seconds
+        s.train_images += int(seen)
+        s.start_epoch([])
+        return out
+
+    def test(self, steps: int | None = None) -> dict[str, Any]:
+        """Score the best model on the test split (spec 8.1)."""
+        cfg = self.config
+        if self.dist.main and self.rundir.best.is_file():
+            self.load_weights(self.rundir.best)
+        self.dist.broadcast_weights(self.model)  # rank 0 read the checkpoint
+        generator = make_generator(self.device, self.dist.seed_for(cfg.seed + 1))
+        return self._score("test", cfg.eval.samples, generator, steps).summary()
