@@ -23,14 +23,13 @@ from torch import Tensor
 from grouping.plugins.hookspecs import Register, hookimpl
 from grouping.plugins.interfaces import (
     SPLITS,
-    Dataset,
     PluginConfig,
     Split,
     SplitName,
     cached_split,
 )
 from grouping_plugins.motion import pixel_positions, sample_motion
-from grouping_plugins.sprites import BOX, SIZES, SPRITES, render
+from grouping_plugins.sprites import BOX, SIZES, SPRITES, SpriteDataset, render
 
 
 class FlyingSplit(Split):
@@ -77,7 +76,7 @@ class FlyingSplit(Split):
         return features, torch.from_numpy(groups).reshape(b, frames, h, w).to(torch.int64)
 
 
-class FlyingShapesDataset(Dataset):
+class FlyingShapesDataset(SpriteDataset):
     """Sequences of ``objects`` bouncing sprites; see the module docstring for the motion rule."""
 
     name = "flying-shapes"
@@ -97,17 +96,7 @@ class FlyingShapesDataset(Dataset):
                 )
             return self
 
-    default_likelihood = "bernoulli"
-
     config: Config
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return (self.config.size, self.config.size, 1)
-
-    @property
-    def binary(self) -> bool:
-        return True
 
     @cached_split
     def split(self, name: SplitName) -> Split:

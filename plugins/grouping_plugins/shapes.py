@@ -10,16 +10,15 @@ from grouping.plugins.hookspecs import hookimpl
 from grouping.plugins.interfaces import (
     SPLITS,
     ArraySplit,
-    Dataset,
     PluginConfig,
     Split,
     SplitName,
     cached_split,
 )
-from grouping_plugins.sprites import BOX, static_shapes
+from grouping_plugins.sprites import BOX, SpriteDataset, static_shapes
 
 
-class ShapesDataset(Dataset):
+class ShapesDataset(SpriteDataset):
     """Squares and (inverted) triangles at random positions; overlap and background are label 0.
 
     Each split is generated once, on first use, from its own stream of the run's seed, so the test
@@ -33,17 +32,7 @@ class ShapesDataset(Dataset):
         objects: int = Field(default=3, ge=1, le=20, description="sprites per image")
         size: int = Field(default=28, ge=max(BOX), le=256, description="image height and width")
 
-    default_likelihood = "bernoulli"
-
     config: Config
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return (self.config.size, self.config.size, 1)
-
-    @property
-    def binary(self) -> bool:
-        return True
 
     @cached_split
     def split(self, name: SplitName) -> Split:

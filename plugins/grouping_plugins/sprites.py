@@ -7,7 +7,11 @@ covers it, 0 for background and for pixels that two or more sprites cover.
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import numpy as np
+
+from grouping.plugins import Dataset
 
 
 def _bitmap(rows: list[str]) -> np.ndarray:
@@ -84,3 +88,19 @@ def static_shapes(
     top = np.floor(rng.random((n, objects)) * (size[0] - heights + 1)).astype(np.int64)
     left = np.floor(rng.random((n, objects)) * (size[1] - widths + 1)).astype(np.int64)
     return render(kinds, top, left, size)
+
+
+class SpriteDataset(Dataset):
+    """Base of the sprite data sets: a square binary canvas of ``config.size`` pixels, one channel,
+    Bernoulli pixels by default."""
+
+    default_likelihood: ClassVar[str | None] = "bernoulli"
+    config: Any  # the subclass's Config, which has ``size``
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.config.size, self.config.size, 1)
+
+    @property
+    def binary(self) -> bool:
+        return True
