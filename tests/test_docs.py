@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from grouping import hookspecs, interfaces
+from grouping.plugins import hookspecs, interfaces
+from grouping.plugins.kinds import KINDS
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "docs" / "plugins.md"
@@ -66,7 +67,7 @@ def section(text: str, heading: str) -> str:
 
 
 def test_the_hookspecs_are_found() -> None:
-    assert len(hook_signatures()) == len(interfaces.PLUGIN_KINDS) == 5
+    assert len(hook_signatures()) == len(KINDS) == 5
 
 
 @pytest.mark.parametrize("sig", hook_signatures())
