@@ -142,6 +142,13 @@ class TrainConfig(_Strict):
         description="fp32 linear layers on the CPU through the BLAS or oneDNN (auto: oneDNN on "
         "a non-Intel CPU with AVX-512, where MKL runs its AVX2 kernels at half the rate)",
     )
+    checkpoint_minutes: float | None = Field(
+        default=10.0,
+        gt=0.0,
+        allow_inf_nan=False,
+        description="also write last.pt every N minutes of training, mid-epoch (None: only at "
+        "the end of each epoch); a kill loses at most that much work",
+    )
     checkpoint_steps: bool = Field(
         default=False, description="recompute each EM step in backward (memory flat in T)"
     )

@@ -101,3 +101,11 @@ def iterate_batches(
         features = features.to(device, non_blocking=pin)
         groups = groups.to(device, non_blocking=pin)
         yield frames_for(features, groups, frames)
+
+
+def prefetch_depth(setting: int | None, device: torch.device) -> int:
+    """Batches gathered ahead: ``train.prefetch``, or 2 on CUDA and 0 on the CPU, where the thread
+    competes with the compute threads (it halved the quickstart's images/s)."""
+    if setting is None:
+        return 2 if device.type == "cuda" else 0
+    return setting

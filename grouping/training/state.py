@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -54,3 +55,15 @@ class TrainState:
         elif self.epoch >= epochs:
             self.stop_reason = "epoch limit"
         return improved
+
+    def nonfinite_message(self, problem: str, blocks: int, last: Path | None) -> str:
+        """The line a run that met a NaN or infinity stops with: where, what, what is kept."""
+        kept = (
+            f"the last good checkpoint is {last} (epoch {self.epoch})"
+            if self.epoch and last is not None
+            else "no epoch had finished, so there is no checkpoint"
+        )
+        return (
+            f"stopped at epoch {self.epoch + 1}, batch {self.batch} of {blocks}: {problem}; "
+            f"{kept}; --set train.on_nonfinite=skip skips such batches instead"
+        )

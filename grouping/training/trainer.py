@@ -21,7 +21,7 @@ from grouping.accel.cpu_linear import use_cpu_matmul
 from grouping.accel.device import make_generator, resolve_device
 from grouping.accel.precision import resolve_precision
 from grouping.config.schema import RunConfig
-from grouping.data.batches import Prefetcher, iterate_batches
+from grouping.data.batches import Prefetcher, iterate_batches, prefetch_depth
 from grouping.engine.assembly import Assembly, assemble, resolve
 from grouping.errors import DataError, Interrupted, NonFiniteError, RunDirError
 from grouping.evaluation.collapse import collapse_warning
@@ -69,6 +69,7 @@ class Trainer:
         self.order_rng = np.random.default_rng([self.config.seed, 7])
         self.state = TrainState()
         self.stop = StopRequest()
+        self._saved_at = time.perf_counter()
         # --init-from: before the run folder exists, so a mismatch leaves none behind
         self.init_message: str | None = None
         if tc.init_from and checkpoint is None:
@@ -140,8 +141,10 @@ class Trainer:
             ) from None
 
     def save_last(self) -> None:
+        """``last.pt``: the state now, mid-epoch or at its end, so a resumed run continues here."""
         if self.dist.main:
             save_checkpoint(self.rundir.last, self._payload())
+        self._saved_at = time.perf_counter()
 
     def load_weights(self, path: Path) -> None:
         """Load a checkpoint of this run (its best, before the test) into the model."""
@@ -149,14 +152,6 @@ class Trainer:
         load_weights(self.model, payload, path, self.config.network.name)
 
     # -- the loop ----------------------------------------------------------------------------------
-
-    @property
-    def prefetch_depth(self) -> int:
-        """Batches gathered ahead: ``train.prefetch``, or by device (see its description)."""
-        depth = self.config.train.prefetch
-        if depth is None:
-            return 2 if self.device.type == "cuda" else 0
-        return depth
 
     def train_epoch(self, deadline: float | None) -> str:
         """Train the rest of the current epoch; returns "done", "deadline" (the time limit passed)
@@ -183,19 +178,14 @@ class Trainer:
         rest = order[s.batch * local :]
         batches = iterate_batches(split, rest, local, cfg.model.steps + 1, self.device)
         try:
-            for features, _groups in Prefetcher(batches, self.prefetch_depth):
-                loss = float(self.step(features, self.generator))
-                s.batch += 1
-                if self.step.problem is None:
-                    s.epoch_losses.append(loss)
-                elif cfg.train.on_nonfinite == "skip":
-                    s.epoch_skipped += 1
-                else:
-                    raise NonFiniteError(
-                        self._nonfinite_message(self.step.problem, blocks), self.rundir.path
-                    )
-                s.epoch_images += features.shape[0]
-                self.reporter.batch_end(s.epoch + 1, s.batch, loss)
+            for features, _groups in Prefetcher(
+                batches, prefetch_depth(self.config.train.prefetch, self.device)
+            ):
+                self._count_batch(float(self.step(features, self.generator)), features, blocks)
+                if self._checkpoint_due():  # train.checkpoint_minutes: a kill loses at most that
+                    now = time.perf_counter()
+                    s.epoch_seconds, start = s.epoch_seconds + now - start, now
+                    self.save_last()
                 late = deadline is not None and time.perf_counter() > deadline
                 if self.dist.any(self.stop.requested, self.device):
                     outcome = "stop"
@@ -207,17 +197,28 @@ class Trainer:
             s.epoch_seconds += time.perf_counter() - start
         return outcome
 
-    def _nonfinite_message(self, problem: str, blocks: int) -> str:
+    def _count_batch(self, loss: float, features: torch.Tensor, blocks: int) -> None:
+        """Book one trained batch: its loss, or a skipped or fatal non-finite step."""
         s = self.state
-        kept = (
-            f"the last good checkpoint is {self.rundir.last} (epoch {s.epoch})"
-            if s.epoch and self.rundir.last.is_file()
-            else "no epoch had finished, so there is no checkpoint"
-        )
-        return (
-            f"stopped at epoch {s.epoch + 1}, batch {s.batch} of {blocks}: {problem}; {kept}; "
-            "--set train.on_nonfinite=skip skips such batches instead"
-        )
+        s.batch += 1
+        if self.step.problem is None:
+            s.epoch_losses.append(loss)
+        elif self.config.train.on_nonfinite == "skip":
+            s.epoch_skipped += 1
+        else:
+            last = self.rundir.last if self.rundir.last.is_file() else None
+            message = s.nonfinite_message(self.step.problem, blocks, last)
+            raise NonFiniteError(message, self.rundir.path)
+        s.epoch_images += features.shape[0]
+        self.reporter.batch_end(s.epoch + 1, s.batch, loss)
+
+    def _checkpoint_due(self) -> bool:
+        """Whether ``train.checkpoint_minutes`` have passed since ``last.pt`` was written (rank 0
+        decides alone: only it writes, so no collective is needed)."""
+        minutes = self.config.train.checkpoint_minutes
+        if not minutes or not self.dist.main:
+            return False
+        return time.perf_counter() - self._saved_at >= 60.0 * minutes
 
     def _score(
         self,
