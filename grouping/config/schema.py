@@ -149,6 +149,11 @@ class TrainConfig(_Strict):
         description="also write last.pt every N minutes of training, mid-epoch (None: only at "
         "the end of each epoch); a kill loses at most that much work",
     )
+    resume: Literal["never", "auto"] = Field(
+        default="never",
+        description="auto: a run whose --out holds this run unfinished, with a last.pt, resumes "
+        "it (set by --nproc, so that torchrun's restarts continue by themselves)",
+    )
     checkpoint_steps: bool = Field(
         default=False, description="recompute each EM step in backward (memory flat in T)"
     )

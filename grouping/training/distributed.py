@@ -116,6 +116,14 @@ class Dist:
         for tensor in model.state_dict().values():
             dist.broadcast(tensor, src=0)
 
+    def gather_objects(self, obj: object) -> list[object]:
+        """Every rank's ``obj`` (picklable), in rank order, on every rank."""
+        if not self.active:
+            return [obj]
+        out: list[object] = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
+
     def gather_scores(self, scores: Scores) -> Scores:
         """Every rank's per-image scores, concatenated in rank order, on every rank."""
         if not self.active:
@@ -202,28 +210,32 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
-def launch(config_toml: str, nproc: int, out: Path, extra: list[str]) -> int:
-    """``grouping run --nproc N``: run this config under torchrun on N local processes.
+def launch(nproc: int, args: list[str], max_restarts: int = 0) -> int:
+    """Run ``grouping ARGS`` under torchrun on ``nproc`` local processes: the one launcher of
+    ``grouping run --nproc N``, its ``--resume`` and the stage-wise runs. With ``max_restarts``
+    torchrun restarts the whole group when a rank dies; the run then resumes from ``last.pt``
+    by itself (``train.resume = "auto"``)."""
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        f"--max-restarts={max_restarts}",
+        "-m",
+        "grouping",
+        *args,
+    ]
+    return subprocess.call(command)
 
-    The parent has already resolved the config; the children replay it from a TOML file, so they
-    train exactly what the parent was asked for, into the one run folder ``out``.
-    """
+
+def launch_config(
+    config_toml: str, nproc: int, out: Path, extra: list[str], max_restarts: int = 0
+) -> int:
+    """``grouping run --nproc N``: the parent has resolved the config; the children replay it
+    from a TOML file, so they train exactly what the parent was asked for, into ``out``."""
     with tempfile.TemporaryDirectory(prefix="grouping-launch-") as tmp:
         preset = Path(tmp) / "launch.toml"
         preset.write_text(config_toml, encoding="utf-8")
-        command = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            f"--nproc-per-node={nproc}",
-            "-m",
-            "grouping",
-            "run",
-            "--preset",
-            str(preset),
-            "--out",
-            str(out),
-            *extra,
-        ]
-        return subprocess.call(command)
+        args = ["run", "--preset", str(preset), "--out", str(out), *extra]
+        return launch(nproc, args, max_restarts)

@@ -21,9 +21,10 @@ from grouping.errors import RunDirError
 from grouping.plugins.registry import Registry
 from grouping.rundir.checkpoint import load_checkpoint
 from grouping.rundir.folder import SUMMARY, RunDir
-from grouping.training.api import train
+from grouping.training.distributed import env_world, is_main_process
 from grouping.training.reporting import Reporter
-from grouping.training.run import RunResult
+from grouping.training.run import RunResult, train_run
+from grouping.training.snapshot import check_world
 
 
 @dataclass
@@ -37,7 +38,7 @@ class Resumption:
 
     def run(self, reporter: Reporter | None = None, tensorboard: bool = False) -> RunResult:
         try:
-            return train(
+            return train_run(
                 self.config, self.rundir, reporter, self.registry, tensorboard, self.checkpoint
             )
         finally:
@@ -49,10 +50,14 @@ def prepare_resume(
     overrides: dict[str, Any] | None = None,
     assignments: list[str] | None = None,
     registry: Registry | None = None,
+    world: int | None = None,
 ) -> Resumption:
     """Lock the run in ``path`` and check that it can continue: it has not ended, ``last.pt`` reads
-    and verifies, and ``overrides``/``assignments`` (if any) only restate its config."""
-    rundir = RunDir.open(Path(path), lock=True)
+    and verifies, it was written by ``world`` processes (default: this run's), and
+    ``overrides``/``assignments`` (if any) only restate its config. Under torchrun only rank 0
+    locks the folder and trims its metrics."""
+    main = is_main_process()
+    rundir = RunDir.open(Path(path), lock=main)
     try:
         if (rundir.path / SUMMARY).is_file():
             raise RunDirError(
@@ -66,6 +71,7 @@ def prepare_resume(
                 f"{rundir.config_path} --out {rundir.path}"
             )
         checkpoint = load_checkpoint(rundir.last, map_location="cpu")
+        check_world(checkpoint, env_world() if world is None else world, rundir.last)
         data = merge(read_toml(rundir.config_path), overrides or {})
         data = merge(data, assignments_to_dict(assignments or []))
         config = resolve(validate(data), registry)
@@ -74,7 +80,8 @@ def prepare_resume(
         epoch = train_state.get("epoch") if isinstance(train_state, dict) else None
         if not isinstance(epoch, int):
             raise RunDirError(f"{rundir.last} has no training state; it is not a run checkpoint")
-        rundir.keep_metrics_until(epoch)
+        if main:
+            rundir.keep_metrics_until(epoch)
     except BaseException:
         rundir.close()
         raise
@@ -91,6 +98,12 @@ def resume(
     """Continue the run in ``path`` (see :func:`prepare_resume`); the Python API of
     ``grouping run --resume``."""
     return prepare_resume(path, overrides, assignments, registry).run(reporter)
+
+
+def resumable(path: Path) -> bool:
+    """A run folder whose run has not ended and has a ``last.pt`` to continue from."""
+    run = RunDir(path)
+    return run.config_path.is_file() and not (path / SUMMARY).exists() and run.last.is_file()
 
 
 def check_same_config(config: RunConfig, checkpoint: dict[str, Any], where: Path) -> None:

