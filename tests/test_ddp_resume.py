@@ -119,3 +119,34 @@ def test_torchrun_restarts_a_group_whose_rank_died_and_it_resumes_by_itself(
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     assert_same_run(reference, run)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_two_nodes_on_localhost_equal_four_processes_on_one(tmp_path: Path) -> None:
+    """The README's multi-node command, as two node processes of two ranks each (gloo)."""
+    sets = [f"--set={a}" for a in [*TINY, "train.threads=1", "train.resume=auto"]]
+    single = tmp_path / "single"
+    result = grouping("run", "--nproc", "4", "--out", str(single), *sets)
+    assert result.returncode == 0, result.stderr
+    nodes = tmp_path / "nodes"
+    port = free_port()
+    rdzv = ["--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "t"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2"]
+    command += ["--nproc-per-node", "2", *rdzv, "-m", "grouping", "run", "--out", str(nodes), *sets]
+    procs = [
+        subprocess.Popen(
+            command, env=env(), text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )  # fmt: skip
+        for _ in range(2)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+    assert_same_run(single, nodes)
