@@ -143,7 +143,7 @@ def test_two_nodes_on_localhost_equal_four_processes_on_one(tmp_path: Path) -> N
     procs = [
         subprocess.Popen(
             command, env=env(), text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )  # fmt: skip
+        )
         for _ in range(2)
     ]
     for proc in procs:
