@@ -277,3 +277,25 @@ def test_evaluating_a_stagewise_run_scores_its_last_stage(tmp_path: Path) -> Non
     r = evaluate_json(str(out))
     assert r["run_dir"] == str(out / "3-all")
     assert r["ami"] == pytest.approx(result.test["ami"])
+
+
+def test_a_restarted_stagewise_run_keeps_finished_stages_and_resumes_the_rest(
+    tmp_path: Path,
+) -> None:
+    """train.resume=auto (what --nproc sets for torchrun's restarts): run the plan again after a
+    crash in stage 2 and it keeps stage 1, resumes stage 2 from its last.pt, and ends the same."""
+    sets = [*MNIST_TINY, "network.name=fc", "train.resume=auto"]
+    config = build_config("flying-mnist-stagewise", assignments=sets)
+    config = config.model_copy(update={"stages": config.stages[:2]})
+    out = tmp_path / "stages"
+    first = train(config, out)
+    second = out / "2-pool-500"
+    (second / "summary.json").unlink()  # as if killed after its last checkpoint, before the end
+    (out / "summary.json").unlink()
+    stage_one = (out / "1-pool-20" / "checkpoints" / "best.pt").read_bytes()
+    again = train(config, out)
+    assert (out / "1-pool-20" / "checkpoints" / "best.pt").read_bytes() == stage_one  # kept
+    assert again.test == first.test
+    assert [s["name"] for s in again.summary["stages"]] == ["1-pool-20", "2-pool-500"]
+    with pytest.raises(RunDirError, match="exists and is not an empty folder"):
+        train(config.model_copy(update={"seed": 9}), out)  # another plan is still refused

@@ -24,9 +24,10 @@ from grouping.config.schema import RunConfig, validate
 from grouping.engine.assembly import resolve
 from grouping.errors import ConfigError, RunDirError
 from grouping.plugins.registry import Registry
-from grouping.rundir.folder import CONFIG, RunDir
+from grouping.rundir.folder import CONFIG, SUMMARY, RunDir
 from grouping.training import distributed
 from grouping.training.reporting import Reporter, SilentReporter
+from grouping.training.resume import prepare_resume, resumable
 from grouping.training.run import RunResult, train_run
 
 
@@ -61,8 +62,9 @@ def train_stages(
     configs = stage_configs(config, registry)
     root = Path(out) if out is not None else RunDir.default_path(config.preset)
     main = distributed.is_main_process()  # under torchrun, one rank writes the shared files
+    auto = config.train.resume == "auto"
     if main:
-        _create_root(root, config)
+        _create_root(root, config, reuse=auto)
     previous = config.train.init_from
     stages: list[dict[str, Any]] = []
     result: RunResult | None = None
@@ -72,7 +74,7 @@ def train_stages(
                 update={"train": stage_config.train.model_copy(update={"init_from": previous})}
             )
         reporter.message(f"stage {i} of {len(configs)}: {stage.name}")
-        result = train_run(stage_config, root / stage.name, reporter, registry, tensorboard)
+        result = run_stage(stage_config, root / stage.name, reporter, registry, tensorboard, auto)
         previous = str(result.path)
         stages.append(stage_record(stage.name, result))
     assert result is not None  # there is at least one stage
@@ -89,6 +91,24 @@ def train_stages(
     return RunResult(root, summary)
 
 
+def run_stage(
+    config: RunConfig,
+    folder: Path,
+    reporter: Reporter,
+    registry: Registry | None,
+    tensorboard: bool,
+    auto: bool,
+) -> RunResult:
+    """One stage; with ``train.resume = "auto"`` a finished stage is kept and an unfinished one
+    with a ``last.pt`` resumed, so a restarted stage-wise job goes on where it stopped."""
+    if auto and (folder / SUMMARY).is_file():
+        reporter.message(f"stage {folder.name} already finished: {folder}")
+        return RunResult(folder, RunDir(folder).summary())
+    if auto and resumable(folder):
+        return prepare_resume(folder, registry=registry).run(reporter, tensorboard)
+    return train_run(config, folder, reporter, registry, tensorboard)
+
+
 #: What the stage-wise summary keeps of each stage's own summary.
 STAGE_KEYS = ("test", "epochs", "best_epoch", "best_valid_loss", "train_s", "train_images_per_s")
 
@@ -98,8 +118,12 @@ def stage_record(name: str, result: RunResult) -> dict[str, Any]:
     return {"name": name, "path": str(result.path)} | {k: result.summary[k] for k in STAGE_KEYS}
 
 
-def _create_root(root: Path, config: RunConfig) -> None:
-    """The stage-wise run's own folder: refused if it holds anything, never overwritten."""
+def _create_root(root: Path, config: RunConfig, reuse: bool = False) -> None:
+    """The stage-wise run's own folder: refused if it holds anything, never overwritten; with
+    ``reuse`` a folder that holds this very plan is taken up again."""
+    plan = root / CONFIG
+    if reuse and plan.is_file() and plan.read_text(encoding="utf-8") == config.to_toml():
+        return
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise RunDirError(f"--out {root} exists and is not an empty folder; choose a new folder")
     try:
