@@ -6,11 +6,12 @@ The Python API mirrors the command line::
     config = grouping.build_config("quickstart", assignments=["train.epochs=2"])
     run = grouping.train(config, "runs/demo")
     print(run.test["ami"])
-    grouping.visualize(run.path, samples=6)        # -> runs/demo/figure.png
+    grouping.visualize(run.path, samples=6)        # -> runs/demo/figure-visualize.png
     grouping.plot([run.path], out="curves.png")
     for info in grouping.runs("runs"):
         print(info.name, info.test_ami)
     scores = grouping.evaluate(run.path, components=5)  # the same weights with K = 5
+    grouping.segment("pretrained:static-shapes", ["me.png"], "masks")  # your own pictures
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from grouping.config.schema import RunConfig
 from grouping.evaluation.api import evaluate
 from grouping.figures.curves import plot
 from grouping.figures.groupings import visualize
+from grouping.figures.segment import segment
 from grouping.plugins.hookspecs import hookimpl
 from grouping.rundir.listing import RunInfo, runs
 from grouping.rundir.loading import LoadedRun, load_run
@@ -42,6 +44,7 @@ __all__ = [
     "plot",
     "resume",
     "runs",
+    "segment",
     "train",
     "train_stages",
     "visualize",

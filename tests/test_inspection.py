@@ -123,8 +123,9 @@ def test_visualize_api_defaults_to_the_run_folder(
     run = tmp_path / "copy"
     shutil.copytree(two_runs[1], run)
     (run / "figure.png").unlink()
-    assert grouping.visualize(run, split="valid", samples=1) == run / "figure.png"
-    assert png_size(run / "figure.png") == (60 + 80, 20 + 6 * 80)
+    # beside the run's own figure.png, never over it
+    assert grouping.visualize(run, split="valid", samples=1) == run / "figure-visualize.png"
+    assert png_size(run / "figure-visualize.png") == (60 + 80, 20 + 6 * 80)
 
 
 @pytest.mark.parametrize(

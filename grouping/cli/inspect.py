@@ -31,23 +31,35 @@ def _console() -> Console:
 @click.option("--steps", type=click.IntRange(min=1), help="EM steps to unroll (default: the run's)")
 @click.option("--seed", type=int, default=0, show_default=True, help="noise and gamma^(0) seed")
 @click.option(
-    "--out", type=click.Path(path_type=Path), help="PNG path (default RUN_DIR/figure.png)"
+    "--out",
+    type=click.Path(path_type=Path),
+    help="file to write (default RUN_DIR/figure-visualize.png or .gif; the run's figure.png stays)",
 )
+@click.option("--gif", is_flag=True, help="an animated GIF, one frame per EM step")
 def visualize_command(
-    run_dir: Path, split: str, samples: int, steps: int | None, seed: int, out: Path | None
+    run_dir: Path,
+    split: str,
+    samples: int,
+    steps: int | None,
+    seed: int,
+    out: Path | None,
+    gif: bool,
 ) -> None:
-    """Draw a trained run's groupings: inputs, per-component predictions, gamma, ground truth.
+    """Draw a trained run's (or pretrained:NAME's) groupings: inputs, per-component predictions,
+    gamma, ground truth.
 
     Static data: one column per sample (the paper's Figure 3). Sequences: one column per EM step
-    and a block of rows per sample (Figures 4 and 7).
+    and a block of rows per sample (Figures 4 and 7). --gif: one frame per EM step, a row per
+    sample.
     """
     path = visualize(
-        run_dir,
+        str(run_dir),
         split=split,  # type: ignore[arg-type]
         samples=samples,
         steps=steps,
         out=out,
         seed=seed,
+        gif=gif,
     )
     click.echo(str(path))
 
@@ -62,11 +74,17 @@ def visualize_command(
     help="a `grouping evaluate --json` file to add to the AMI-per-step panel (repeatable)",
 )
 @click.option(
-    "--out", type=click.Path(path_type=Path), default=Path("curves.png"), show_default=True
+    "--out",
+    type=click.Path(path_type=Path),
+    help="PNG path (default: curves.png in the first RUN_DIR, else in the current folder)",
 )
-def plot_command(run_dirs: tuple[Path, ...], evaluations: tuple[Path, ...], out: Path) -> None:
+def plot_command(
+    run_dirs: tuple[Path, ...], evaluations: tuple[Path, ...], out: Path | None
+) -> None:
     """Training curves of one or more runs, overlaid: loss, validation AMI, images/s per epoch,
     and the test AMI per EM step with its quartiles."""
+    if out is None:  # beside the runs it shows, not wherever the command happens to run
+        out = (run_dirs[0] if run_dirs else Path()) / "curves.png"
     click.echo(str(plot(run_dirs, out=out, evaluations=evaluations)))
 
 

@@ -19,6 +19,7 @@ from grouping.cli.evaluate import evaluate_command
 from grouping.cli.inspect import COMMANDS as INSPECT_COMMANDS
 from grouping.cli.plugins import list_plugins
 from grouping.cli.run import run_command
+from grouping.cli.segment import COMMANDS as SEGMENT_COMMANDS
 from grouping.errors import GroupingError, RunStopped, one_line
 from grouping.version import __version__
 
@@ -95,6 +96,7 @@ for _command in (
     list_plugins,
     data_group,
     *INSPECT_COMMANDS,
+    *SEGMENT_COMMANDS,
 ):
     cli.add_command(_command)
 

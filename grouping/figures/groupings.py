@@ -1,5 +1,10 @@
 """``grouping visualize``: a trained model's groupings on a split, drawn as the paper's figures
-(inputs, per-component predictions, gamma and the ground truth)."""
+(inputs, per-component predictions, gamma and the ground truth), or animated with one GIF frame per
+EM step (``gif``).
+
+``grouping run`` writes ``figure.png`` into the run folder; ``visualize`` writes beside it,
+``figure-visualize.png`` (or ``.gif``), so the run's own figure is never replaced; for a shipped
+model (``pretrained:NAME``) it writes ``NAME-visualize.png`` in the current folder."""
 
 from __future__ import annotations
 
@@ -12,11 +17,19 @@ import torch
 from grouping.data.batches import frames_for
 from grouping.engine.em import NeuralEM
 from grouping.errors import ConfigError, GroupingError
+from grouping.figures.images import upscale, write_gif
+from grouping.figures.segment import PRETRAINED_PREFIX, resolve_run
 from grouping.plugins.interfaces import SPLITS, Noise, Split, SplitName
 from grouping.rundir.loading import load_run
 
 #: The file ``grouping run`` writes its grouping figure to, inside the run folder.
 FIGURE = "figure.png"
+#: What ``grouping visualize`` writes by default, beside it (``.gif`` with ``gif``).
+VISUALIZE_FIGURE = "figure-visualize"
+#: A GIF panel is enlarged (square pixels) until its longer side is at least this many pixels.
+GIF_CELL_PX = 64
+#: White space between GIF panels, and the height of the strip that names the step.
+GIF_GAP_PX, GIF_HEADER_PX = 2, 14
 
 
 #: Samples drawn in that figure.
@@ -90,6 +103,63 @@ def draw_groupings(
     return save(draw(panels), out)
 
 
+def step_frames(panels: Any) -> list[np.ndarray]:
+    """One RGB image (H', W', 3) per EM step: a row per sample holding the input, psi_1..psi_K,
+    gamma and the true groups side by side, under a strip naming the step."""
+    from PIL import Image, ImageDraw
+
+    from grouping.figures.drawing import component_colours, gamma_rgb, groups_rgb, image_rgb
+
+    n, t, k, h, w = panels.psi.shape[:5]
+    colours = component_colours(k)
+    factor = max(1, -(-GIF_CELL_PX // max(h, w)))
+    cell_h, cell_w = h * factor + GIF_GAP_PX, w * factor + GIF_GAP_PX
+    out = []
+    for s in range(t):
+        canvas = np.ones((GIF_HEADER_PX + n * cell_h, (k + 3) * cell_w, 3))
+        for i in range(n):
+            cells = [
+                image_rgb(panels.frames[i, s]),
+                *[image_rgb(panels.psi[i, s, j]) for j in range(k)],
+                gamma_rgb(panels.gamma[i, s], colours),
+                groups_rgb(panels.groups[i, s], colours),
+            ]
+            for c, rgb in enumerate(cells):
+                top, left = GIF_HEADER_PX + i * cell_h, c * cell_w
+                canvas[top : top + h * factor, left : left + w * factor] = upscale(rgb, factor)
+        image = Image.fromarray(np.round(canvas * 255).astype(np.uint8))
+        number = panels.step_numbers[s] if panels.step_numbers else s + 1
+        text = f"EM step {number}/{t}: input, psi 1..{k}, gamma, truth"
+        ImageDraw.Draw(image).text((2, 1), text, fill=(0, 0, 0))
+        out.append(np.asarray(image, dtype=np.float64) / 255.0)
+    return out
+
+
+def animate_groupings(
+    model: NeuralEM,
+    noise: Noise,
+    split: Split,
+    out: Path,
+    *,
+    samples: int = RUN_FIGURE_SAMPLES,
+    steps: int | None = None,
+    seed: int = 0,
+) -> Path:
+    """Write the animated grouping figure of a model on a split: one GIF frame per EM step (for a
+    sequence run, ``grouping run`` can write it as ``figure.gif`` beside ``figure.png``)."""
+    panels = grouping_panels(model, noise, split, samples=samples, steps=steps, seed=seed)
+    return write_gif(step_frames(panels), out)
+
+
+def default_figure(run_dir: Path | str, run_path: Path, gif: bool) -> Path:
+    """Where ``visualize`` writes without ``out``: beside the run's own figure.png, or in the current
+    folder for a shipped model (the package's folder may not be writable)."""
+    suffix = ".gif" if gif else ".png"
+    if str(run_dir).startswith(PRETRAINED_PREFIX):
+        return Path(f"{run_path.name}-visualize{suffix}")
+    return run_path / f"{VISUALIZE_FIGURE}{suffix}"
+
+
 def visualize(
     run_dir: Path | str,
     split: SplitName = "test",
@@ -97,10 +167,13 @@ def visualize(
     steps: int | None = None,
     out: Path | str | None = None,
     seed: int = 0,
+    gif: bool = False,
 ) -> Path:
-    """Draw a trained run's groupings on ``samples`` samples of ``split`` and return the PNG's path
-    (default ``RUN_DIR/figure.png``). ``steps`` unrolls a different number of EM steps than the run
-    was trained with. The Python API of ``grouping visualize``."""
+    """Draw a trained run's (or ``pretrained:NAME``'s) groupings on ``samples`` samples of
+    ``split`` and return the file's path (default ``RUN_DIR/figure-visualize.png``, never the
+    run's own ``figure.png``). ``steps`` unrolls a different number of EM steps than the run was
+    trained with; ``gif`` writes an animated GIF, one frame per step. The API of ``grouping
+    visualize``."""
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
     if samples < 1:
@@ -108,17 +181,15 @@ def visualize(
     if steps is not None and steps < 1:
         raise ConfigError(f"steps must be at least 1, got {steps}")
     frames = None if steps is None else steps + 1
-    run = load_run(run_dir, frames=frames)
+    run = load_run(resolve_run(run_dir), frames=frames)
     t = run.model.steps if steps is None else steps
-    target = Path(out) if out is not None else run.path / FIGURE
+    target = Path(out) if out is not None else default_figure(run_dir, run.path, gif)
     title = f"{run.path.name}: {split} split, {t} EM steps ({run.checkpoint.name})"
+    data = run.dataset.split(split)
+    if gif:
+        return animate_groupings(
+            run.model, run.noise, data, target, samples=samples, steps=steps, seed=seed
+        )
     return draw_groupings(
-        run.model,
-        run.noise,
-        run.dataset.split(split),
-        target,
-        samples=samples,
-        steps=steps,
-        seed=seed,
-        title=title,
+        run.model, run.noise, data, target, samples=samples, steps=steps, seed=seed, title=title
     )

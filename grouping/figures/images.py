@@ -126,10 +126,10 @@ def read_items(path: Path, channels: int, sequence: bool) -> list[Item]:
             raise SegmentInputError(f"{path}: the folder holds no {'/'.join(IMAGE_SUFFIXES)} files")
         if not sequence:
             return [i for f in files for i in read_items(f, channels, False)]
-        frames = [read_picture(f, channels) for f in files]
-        if len({f.shape[1:] for f in frames}) > 1:
+        pictures = [read_picture(f, channels) for f in files]
+        if len({p.shape[1:] for p in pictures}) > 1:
             raise SegmentInputError(f"{path}: the frames of a sequence must share one size")
-        return [Item(path, path.name, np.concatenate(frames), True)]
+        return [Item(path, path.name, np.concatenate(pictures), True)]
     if not path.exists():
         raise SegmentInputError(f"{path}: no such file or folder")
     if path.suffix.lower() == ".npz":
@@ -156,7 +156,9 @@ def write_gif(frames: Sequence[np.ndarray], path: Path, frame_ms: int = GIF_FRAM
     one before into it, so a GIF has fewer frames than given only where nothing moved."""
     from PIL import Image
 
-    images = [Image.fromarray(np.round(np.clip(f, 0.0, 1.0) * 255).astype(np.uint8)) for f in frames]
+    images = [
+        Image.fromarray(np.round(np.clip(f, 0.0, 1.0) * 255).astype(np.uint8)) for f in frames
+    ]
     path.parent.mkdir(parents=True, exist_ok=True)
     images[0].save(
         path, format="GIF", save_all=True, append_images=images[1:], duration=frame_ms, loop=0

@@ -10,7 +10,7 @@ from typing import Any
 
 from grouping.config.schema import RunConfig
 from grouping.errors import NonFiniteError
-from grouping.figures.groupings import FIGURE, draw_groupings
+from grouping.figures.groupings import FIGURE, animate_groupings, draw_groupings
 from grouping.plugins.registry import Registry
 from grouping.rundir.folder import RunDir
 from grouping.training import distributed
@@ -18,6 +18,9 @@ from grouping.training.reporting import Reporter
 from grouping.training.signals import catch_stop_signals
 from grouping.training.tensorboard import TENSORBOARD_DIR, TensorBoardReporter, require_tensorboard
 from grouping.training.trainer import Trainer, TrainState
+
+#: The animated grouping figure a sequence run writes beside ``figure.png``.
+FIGURE_GIF = "figure.gif"
 
 
 @dataclass
@@ -148,3 +151,9 @@ def draw_run_figure(trainer: Trainer, seed: int) -> None:
         title=f"{trainer.rundir.path.name}: test split, best model",
     )
     trainer.reporter.message(f"figure: {figure}")
+    split = trainer.parts.dataset.split("test")
+    if split.frames > 1:  # sequences: the same samples as an animation, one frame per EM step
+        gif = animate_groupings(
+            trainer.model, trainer.parts.noise, split, trainer.rundir.path / FIGURE_GIF, seed=seed
+        )
+        trainer.reporter.message(f"animation: {gif}")

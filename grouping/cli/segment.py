@@ -1,0 +1,113 @@
+"""``grouping segment`` (a trained model on your own pictures) and ``grouping pretrained`` (the
+models shipped in the package). Thin: options in, :mod:`grouping.figures.segment` does the work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from grouping.figures.segment import PRETRAINED_PREFIX, PRETRAINED_ROOT, pretrained_models, segment
+from grouping.rundir.listing import runs
+
+
+class Printer:
+    """Prints each record as it is written (a JSON line or a short line), each note once and each
+    failed input as one ``error:`` line on stderr."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.failed: list[str] = []
+        self.notes: set[str] = set()
+
+    def record(self, rec: dict[str, Any]) -> None:
+        for note in rec["notes"]:
+            if note not in self.notes:
+                self.notes.add(note)
+                click.echo(f"note: {note}", err=True)
+        if self.as_json:
+            click.echo(json.dumps(rec))
+        else:
+            shares = " ".join(f"{s:.2f}" for s in rec["shares"])
+            click.echo(f"{rec['input']}: {rec['outputs'][0]} (component shares {shares})")
+
+    def error(self, line: str) -> None:
+        self.failed.append(line)
+        click.echo(f"error: {line}", err=True)
+
+
+@click.command("segment")
+@click.argument("run_dir")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="folder to write to")
+@click.option("--steps", type=click.IntRange(min=1), help="T, EM steps (default: the run's)")
+@click.option("-k", "--components", type=click.IntRange(min=1), help="K (default: the run's)")
+@click.option(
+    "--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True
+)
+@click.option("--resize", is_flag=True, help="scale pictures to the model's image size")
+@click.option("--sequence", is_flag=True, help="a folder is the frames of one video")
+@click.option("--no-noise", is_flag=True, help="feed clean inputs, not the run's noise")
+@click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or cuda:N")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON record per picture or video")
+def segment_command(
+    run_dir: str,
+    inputs: tuple[Path, ...],
+    out: Path,
+    steps: int | None,
+    components: int | None,
+    checkpoint: str,
+    resize: bool,
+    sequence: bool,
+    no_noise: bool,
+    device: str,
+    as_json: bool,
+) -> None:
+    """Split your own pictures into objects with a trained run (or pretrained:NAME).
+
+    INPUTS are PNG or JPEG files, folders of them (sorted by name), animated GIFs (videos) or
+    .npz files holding `features`. Writes NAME.labels.png (component 1..K per pixel),
+    NAME.overlay.png and NAME.npz (gamma and psi per step) into --out; a video one file per frame
+    and NAME.gif. An input that cannot be read is one line; the others are still written (exit 2).
+    """
+    printer = Printer(as_json)
+    segment(
+        run_dir, inputs, out, steps=steps, components=components,
+        checkpoint=checkpoint,  # type: ignore[arg-type]
+        resize=resize, sequence=sequence, noise=not no_noise, device=device,
+        on_record=printer.record, on_error=printer.error,
+    )  # fmt: skip
+    if printer.failed:
+        raise click.exceptions.Exit(2)
+
+
+@click.command("pretrained")
+@click.option("--json", "as_json", is_flag=True, help="print a JSON list")
+def pretrained_command(as_json: bool) -> None:
+    """List the trained models shipped in the package, to use as RUN_DIR `pretrained:NAME`."""
+    infos = {info.name: info for info in runs(PRETRAINED_ROOT)}
+    rows = []
+    for name in pretrained_models():
+        info = infos.get(name)
+        rows.append(
+            {
+                "name": PRETRAINED_PREFIX + name,
+                "path": str(PRETRAINED_ROOT / name),
+                "dataset": info.dataset if info else None,
+                "updater": info.updater if info else None,
+                "test_ami": info.test_ami if info else None,
+            }
+        )
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        ami = "-" if row["test_ami"] is None else f"{row['test_ami']:.3f}"
+        click.echo(f"{row['name']}  {row['dataset']}, {row['updater']}, test AMI {ami}")
+    if not rows:
+        click.echo("no pretrained models are shipped in this installation")
+
+
+COMMANDS = (segment_command, pretrained_command)

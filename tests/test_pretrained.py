@@ -1,0 +1,72 @@
+"""The model shipped in the package: ``pretrained:static-shapes`` lists, loads, scores and segments."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import grouping
+from grouping.cli.main import cli
+from grouping.evaluation.metrics import adjusted_mutual_info
+from grouping.figures.segment import PRETRAINED_ROOT, pretrained_models, resolve_run
+from grouping.rundir.loading import load_trained
+
+NAME = "pretrained:static-shapes"
+#: The shipped folder stays small: stripped weights, config and summary only.
+MAX_BYTES = 3_000_000
+
+
+def test_the_static_shapes_model_ships_small_and_is_listed() -> None:
+    assert "static-shapes" in pretrained_models()
+    folder = resolve_run(NAME)
+    assert folder == PRETRAINED_ROOT / "static-shapes"
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    assert files == ["checkpoints/best.pt", "config.toml", "summary.json"]
+    assert sum((folder / f).stat().st_size for f in files) < MAX_BYTES
+    result = CliRunner().invoke(cli, ["pretrained", "--json"])
+    assert result.exit_code == 0, result.output
+    [row] = [r for r in json.loads(result.stdout) if r["name"] == NAME]
+    assert row["dataset"] == "shapes" and row["updater"] == "rnn-em" and row["test_ami"] >= 0.8
+
+
+def test_it_loads_as_the_quickstart_model() -> None:
+    run = load_trained(resolve_run(NAME), "best", "cpu")
+    assert run.config.preset == "quickstart"
+    assert (run.model.components, run.model.steps) == (3, 15)
+    assert run.dataset.image_shape == (28, 28, 1) and run.dataset.binary
+
+
+def test_it_scores_test_ami_of_at_least_0_8_on_generated_static_shapes() -> None:
+    scores = grouping.evaluate(resolve_run(NAME), assignments=["eval.samples=500"], device="cpu")
+    assert scores["images"] == 500
+    assert scores["ami"] >= 0.80, scores["ami"]
+
+
+def test_segment_and_visualize_take_the_pretrained_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = load_trained(resolve_run(NAME), "best", "cpu", {"dataset": {"test_size": 16}})
+    features, groups = run.dataset.split("test").get(np.arange(16))
+    for i in range(16):
+        Image.fromarray((features[i, 0, ..., 0].numpy() * 255).astype(np.uint8)).save(
+            tmp_path / f"shapes{i:02d}.png"
+        )
+    out = tmp_path / "masks"
+    result = CliRunner().invoke(cli, ["segment", NAME, str(tmp_path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    labels = np.stack(
+        [np.asarray(Image.open(out / f"shapes{i:02d}.labels.png")) for i in range(16)]
+    )
+    assert labels.shape == (16, 28, 28) and labels.min() >= 1 and labels.max() <= 3
+    ami = adjusted_mutual_info(groups[:, 0].reshape(16, -1).numpy(), labels.reshape(16, -1))
+    assert ami.mean() >= 0.6  # 16 images: a loose bound on the 0.8 of the whole test split
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["visualize", NAME, "--samples", "2"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "static-shapes-visualize.png"
+    assert (tmp_path / "static-shapes-visualize.png").is_file()
