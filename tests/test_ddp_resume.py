@@ -4,6 +4,7 @@ another number of processes is refused in one line."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -116,7 +117,12 @@ def test_torchrun_restarts_a_group_whose_rank_died_and_it_resumes_by_itself(
     assert victims, "rank 1 not found"
     for pid in victims:
         os.kill(pid, signal.SIGKILL)
-    _, err = proc.communicate(timeout=600)
+    try:
+        _, err = proc.communicate(timeout=300)
+    finally:  # never leave a hung group behind
+        for pid in [proc.pid, *rank_pids(run, 0), *rank_pids(run, 1)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
     assert proc.returncode == 0, err
     assert_same_run(reference, run)
 

@@ -173,8 +173,23 @@ def setup(device: torch.device) -> tuple[Dist, torch.device]:
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+        if restart:  # keys of the attempt before (dead ranks' addresses) must not be read again
+            dist.init_process_group(backend, store=_attempt_store(restart), rank=env_rank(),
+                                    world_size=world)  # fmt: skip
+        else:
+            dist.init_process_group(backend)
     return Dist(dist.get_rank(), dist.get_world_size(), local_rank, local_world), device
+
+
+def _attempt_store(restart: int) -> dist.Store:
+    """torchrun's store, under a prefix of this restart: after a rank died and torchrun restarted
+    the group, the new ranks rendezvous on fresh keys (gloo was seen to hang on the old ones)."""
+    store = dist.TCPStore(
+        os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), env_world(), is_master=False
+    )
+    return dist.PrefixStore(f"grouping-attempt-{restart}", store)
 
 
 def wrap(model: nn.Module, ctx: Dist, device: torch.device) -> nn.Module:
