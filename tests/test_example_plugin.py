@@ -7,55 +7,26 @@ they fail: a CI run must never skip them.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import sys
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 from PIL import Image
 
 from grouping.cli.main import cli
 from tests.conftest import TINY
+from tests.examples import assert_listed, example_version, require_example
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "grouping-laplace"
-INSTALL = f"pip install -e {EXAMPLE.relative_to(EXAMPLE.parents[1])}"
-
-if importlib.util.find_spec("grouping_laplace") is None:
-    if os.environ.get("GROUPING_REQUIRE_EXAMPLE") == "1":
-        raise RuntimeError(f"the example plugin is not installed; run: {INSTALL}")
-    pytest.skip(f"the example plugin is not installed ({INSTALL})", allow_module_level=True)
-
-
-def example_version() -> str:
-    project = tomllib.loads((EXAMPLE / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    assert project["name"] == "grouping-laplace"
-    return str(project["version"])
+EXAMPLE = require_example("grouping-laplace", "grouping_laplace")
 
 
 def test_list_plugins_shows_the_example_with_its_package_and_version() -> None:
-    result = CliRunner().invoke(cli, ["list-plugins", "--json"], catch_exceptions=False)
-    assert result.exit_code == 0
-    rows = {(r["kind"], r["name"]): r for r in json.loads(result.output)}
-    version = example_version()
-    for key, entry_point in (
-        (("likelihood", "laplace"), "laplace"),
-        (("dataset", "colour-sprites"), "colour-sprites"),
-    ):
-        row = rows[key]
-        assert (row["package"], row["version"], row["plugin"]) == (
-            "grouping-laplace",
-            version,
-            entry_point,
-        )
-        assert row["description"]
+    version = example_version(EXAMPLE, "grouping-laplace")
+    assert_listed(
+        "grouping-laplace",
+        version,
+        {("likelihood", "laplace"): "laplace", ("dataset", "colour-sprites"): "colour-sprites"},
+    )
 
 
 def test_run_trains_the_new_likelihood_on_the_new_data_set(tmp_path: Path) -> None:
