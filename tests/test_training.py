@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -45,3 +46,10 @@ def test_training_beats_the_untrained_model(tmp_path: Path) -> None:
     assert trained["upper_bound"] < untrained["upper_bound"]
     metrics = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert len(metrics) == run.summary["epochs"] == 3
+
+
+def test_a_finished_run_leaves_no_lock_file(tiny_config: Any, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    train(tiny_config(), out)
+    assert (out / "summary.json").is_file()
+    assert not (out / ".lock").exists()

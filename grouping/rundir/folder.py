@@ -85,9 +85,13 @@ class RunDir:
         return cls(path, RunLock(path).acquire() if lock else None)
 
     def close(self) -> None:
-        """Release the lock (the process ending releases it too)."""
-        if self.lock is not None:
-            self.lock.release()
+        """Release the lock (the process ending releases it too). A run that has ended leaves no
+        ``.lock`` behind: nothing may train in its folder again, so no other process waits on it."""
+        if self.lock is None:
+            return
+        if self.lock.held and (self.path / SUMMARY).is_file():
+            self.lock.path.unlink(missing_ok=True)  # still held: no one can take it meanwhile
+        self.lock.release()
 
     @property
     def config_path(self) -> Path:
