@@ -260,8 +260,11 @@ def curves_figure(runs: Sequence[Curves]) -> Figure:
     for run, colour in zip(runs, component_colours(max(len(runs), 1))):
         _plot_records(axes, run, colour)
         _plot_steps(axes["steps"], run, colour)
+    last = max((len(run.records) for run in runs), default=0)
     for key, title, xlabel, ylabel in PANELS:
         ax = axes[key]
+        if xlabel == "epoch" and last:  # whole epochs, even for a one-epoch run
+            ax.set_xlim(0.5, last + 0.5)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel(xlabel, fontsize=8)
         ax.set_ylabel(ylabel, fontsize=8)
