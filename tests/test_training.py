@@ -53,3 +53,14 @@ def test_a_finished_run_leaves_no_lock_file(tiny_config: Any, tmp_path: Path) ->
     train(tiny_config(), out)
     assert (out / "summary.json").is_file()
     assert not (out / ".lock").exists()
+
+
+def test_test_checkpoint_last_tests_the_model_training_left(
+    tiny_config: Any, tmp_path: Path
+) -> None:
+    import grouping
+
+    out = tmp_path / "run"
+    result = train(tiny_config("train.epochs=2", "train.test_checkpoint=last"), out)
+    last = grouping.evaluate(out, checkpoint="last")
+    assert result.test["ami"] == last["ami"] and result.test["loss"] == last["loss"]

@@ -149,6 +149,11 @@ class TrainConfig(_Strict):
         description="also write last.pt every N minutes of training, mid-epoch (None: only at "
         "the end of each epoch); a kill loses at most that much work",
     )
+    test_checkpoint: Literal["best", "last"] = Field(
+        default="best",
+        description="the model the run tests at its end: best by validation loss (the paper's "
+        "rule) or the last one (where the validation loss does not track grouping quality)",
+    )
     resume: Literal["never", "auto"] = Field(
         default="never",
         description="auto: a run whose --out holds this run unfinished, with a last.pt, resumes "

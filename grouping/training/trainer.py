@@ -316,9 +316,11 @@ class Trainer:
         return out
 
     def test(self, steps: int | None = None) -> dict[str, Any]:
-        """Score the best model on the test split (spec 8.1)."""
+        """Score the best model (or, with ``train.test_checkpoint = "last"``, the model as training
+        left it) on the test split (spec 8.1)."""
         cfg = self.config
-        if self.dist.main and self.rundir.best.is_file():
+        best = cfg.train.test_checkpoint == "best"
+        if self.dist.main and best and self.rundir.best.is_file():
             self.load_weights(self.rundir.best)
         self.dist.broadcast_weights(self.model)  # rank 0 read the checkpoint
         generator = make_generator(self.device, self.dist.seed_for(cfg.seed + 1))
