@@ -119,6 +119,18 @@ def row_labels(k: int) -> list[str]:
     return ["input", *[f"ψ {i + 1}" for i in range(k)], "γ", "truth"]
 
 
+def step_cells(p: GroupingPanels, i: int, s: int, colours: np.ndarray) -> list[np.ndarray]:
+    """What a sequential figure shows of sample i at step s, top to bottom: the input frame,
+    psi of each component, gamma coloured by component and the true groups (RGB each)."""
+    k = p.psi.shape[2]
+    return [
+        image_rgb(p.frames[i, s]),
+        *[image_rgb(p.psi[i, s, j]) for j in range(k)],
+        gamma_rgb(p.gamma[i, s], colours),
+        groups_rgb(p.groups[i, s], colours),
+    ]
+
+
 def static_figure(p: GroupingPanels) -> Figure:
     """The layout of the paper's Figure 3: one column per sample; rows input, psi_1..psi_K, gamma
     and ground truth, all at the last step shown."""
@@ -155,13 +167,7 @@ def sequential_figure(p: GroupingPanels) -> Figure:
         for row, label in enumerate(labels):
             _row_label(fig, top + row * CELL_IN, label)
         for s in range(t):
-            panels = [
-                image_rgb(p.frames[i, s]),
-                *[image_rgb(p.psi[i, s, j]) for j in range(k)],
-                gamma_rgb(p.gamma[i, s], colours),
-                groups_rgb(p.groups[i, s], colours),
-            ]
-            for row, rgb in enumerate(panels):
+            for row, rgb in enumerate(step_cells(p, i, s, colours)):
                 ax = _axes_at(fig, LABEL_IN + s * CELL_IN, top + row * CELL_IN)
                 _show(ax, rgb)
                 if i == 0 and row == 0 and p.step_numbers:

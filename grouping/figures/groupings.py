@@ -108,7 +108,7 @@ def step_frames(panels: Any) -> list[np.ndarray]:
     gamma and the true groups side by side, under a strip naming the step."""
     from PIL import Image, ImageDraw
 
-    from grouping.figures.drawing import component_colours, gamma_rgb, groups_rgb, image_rgb
+    from grouping.figures.drawing import component_colours, step_cells
 
     n, t, k, h, w = panels.psi.shape[:5]
     colours = component_colours(k)
@@ -118,13 +118,7 @@ def step_frames(panels: Any) -> list[np.ndarray]:
     for s in range(t):
         canvas = np.ones((GIF_HEADER_PX + n * cell_h, (k + 3) * cell_w, 3))
         for i in range(n):
-            cells = [
-                image_rgb(panels.frames[i, s]),
-                *[image_rgb(panels.psi[i, s, j]) for j in range(k)],
-                gamma_rgb(panels.gamma[i, s], colours),
-                groups_rgb(panels.groups[i, s], colours),
-            ]
-            for c, rgb in enumerate(cells):
+            for c, rgb in enumerate(step_cells(panels, i, s, colours)):
                 top, left = GIF_HEADER_PX + i * cell_h, c * cell_w
                 canvas[top : top + h * factor, left : left + w * factor] = upscale(rgb, factor)
         image = Image.fromarray(np.round(canvas * 255).astype(np.uint8))

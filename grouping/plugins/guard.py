@@ -151,10 +151,11 @@ class CheckedSplit(Split):
                 f"{who}: min {f_min:g}, max {f_max:g}; scale the data to [0, 1] (0-255 images: "
                 "divide by 255) and remove NaN or infinite values"
             )
-        if groups.numel() and int(groups.min()) < 0:
+        g_min = int(groups.min()) if groups.numel() else 0
+        if g_min < 0:
             raise DataError(
-                f"{label(self.dataset)} returned groups from {where} below 0 (min "
-                f"{int(groups.min())}); groups are 0 for background and overlap, 1..n for objects"
+                f"{label(self.dataset)} returned groups from {where} below 0 (min {g_min}); "
+                "groups are 0 for background and overlap, 1..n for objects"
             )
 
 
