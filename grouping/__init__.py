@@ -7,10 +7,11 @@ The Python API mirrors the command line::
     run = grouping.train(config, "runs/demo")
     print(run.test["ami"])
     grouping.visualize(run.path, samples=6)        # -> runs/demo/figure-visualize.png
-    grouping.plot([run.path], out="curves.png")
+    grouping.plot([run.path], out="curves.png", dpi=300)  # PNGs default to 200 dpi
     for info in grouping.runs("runs"):
         print(info.name, info.test_ami)
     scores = grouping.evaluate(run.path, components=5)  # the same weights with K = 5
+    grouping.evaluate("pretrained:static-shapes", assignments=["eval.samples=200"])
     grouping.segment("pretrained:static-shapes", ["me.png"], "masks")  # your own pictures
 """
 

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from grouping.cli.main import cli
+from grouping.figures.resolution import DPI
 from tests.conftest import TINY
 from tests.examples import assert_listed, example_version, require_example
 
@@ -43,4 +44,5 @@ def test_run_trains_the_new_likelihood_on_the_new_data_set(tmp_path: Path) -> No
     assert summary["data_source"]["dataset"] == "colour-sprites"
     assert -1.0 <= summary["test"]["ami"] <= 1.0
     with Image.open(out / "figure.png") as image:
-        assert image.size == (60 + 4 * 80, 20 + 6 * 80)  # 4 samples; input, psi 1..3, gamma, truth
+        # 4 samples; input, psi 1..3, gamma, truth: 4.75 x 6.25 in at the default dpi
+        assert image.size == (19 * DPI // 4, 25 * DPI // 4)

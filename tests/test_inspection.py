@@ -22,6 +22,7 @@ import grouping
 from grouping import hookimpl
 from grouping.cli.main import cli
 from grouping.config.loading import build_config
+from grouping.errors import ConfigError
 from grouping.evaluation.scoring import quartiles_per_step
 from grouping.figures.drawing import (
     BACKGROUND_GREY,
@@ -30,12 +31,18 @@ from grouping.figures.drawing import (
     groups_rgb,
     image_rgb,
 )
+from grouping.figures.resolution import DPI, check_pixels
 from grouping.plugins.interfaces import SPLITS, ArraySplit, Dataset, Split, SplitName
 from tests.conftest import TINY
 
 SET_TINY = [arg for item in TINY for arg in ("--set", item)]
 SIZE = 12  # the ad-hoc sequential data set's image height and width
 FRAMES = 4  # and its frames per sample: T + 1 for the 3 steps of TINY
+#: Pixels at the default dpi of a 1-inch image cell, the 0.75-inch row-label strip, the 0.25-inch
+#: title strip and the 0.25-inch gap between a sequential figure's sample blocks.
+CELL, LABEL, TITLE, GAP = DPI, DPI * 3 // 4, DPI // 4, DPI // 4
+#: The curves figure: six panels, 14 x 7.5 inches.
+CURVES = (14 * DPI, 15 * DPI // 2)
 
 
 def invoke(*args: str) -> Any:
@@ -100,9 +107,9 @@ def test_per_step_quartiles_over_images_are_exact() -> None:
 
 
 def test_run_writes_a_static_figure_of_the_expected_size(two_runs: tuple[Path, Path]) -> None:
-    # 4 samples as columns; rows input, psi 1..3, gamma, truth; 80 px per 1-inch cell,
-    # a 60 px label strip and a 20 px title strip.
-    assert png_size(two_runs[0] / "figure.png") == (60 + 4 * 80, 20 + 6 * 80)
+    # 4 samples as columns; rows input, psi 1..3, gamma, truth; 1-inch cells, a label strip and a
+    # title strip; 950 x 1250 pixels at 200 dpi.
+    assert png_size(two_runs[0] / "figure.png") == (LABEL + 4 * CELL, TITLE + 6 * CELL)
 
 
 def test_visualize_static_writes_the_requested_samples(
@@ -114,7 +121,7 @@ def test_visualize_static_writes_the_requested_samples(
     )
     assert result.exit_code == 0, result.output
     assert result.output.strip() == str(out)
-    assert png_size(out) == (60 + 2 * 80, 20 + 6 * 80)
+    assert png_size(out) == (LABEL + 2 * CELL, TITLE + 6 * CELL)
 
 
 def test_visualize_api_defaults_to_the_run_folder(
@@ -125,7 +132,7 @@ def test_visualize_api_defaults_to_the_run_folder(
     (run / "figure.png").unlink()
     # beside the run's own figure.png, never over it
     assert grouping.visualize(run, split="valid", samples=1) == run / "figure-visualize.png"
-    assert png_size(run / "figure-visualize.png") == (60 + 80, 20 + 6 * 80)
+    assert png_size(run / "figure-visualize.png") == (LABEL + CELL, TITLE + 6 * CELL)
 
 
 @pytest.mark.parametrize(
@@ -133,6 +140,8 @@ def test_visualize_api_defaults_to_the_run_folder(
     [
         (["--split", "nope"], "'nope' is not one of"),
         (["--samples", "0"], "0 is not in the range x>=1"),
+        (["--dpi", "0"], "Invalid value for '--dpi': 0 is not in the range 1<=x<=1200"),
+        (["--dpi", "-150"], "Invalid value for '--dpi': -150 is not in the range 1<=x<=1200"),
     ],
 )
 def test_visualize_bad_options_are_one_line(
@@ -206,14 +215,17 @@ def test_visualize_sequences_one_column_per_step_in_colour(
 ) -> None:
     # run's own figure: 3 EM steps as columns; 4 samples, each a block of rows input, psi 1..2,
     # gamma, truth (5 rows), blocks 20 px apart.
-    assert png_size(sequential_run / "figure.png") == (60 + 3 * 80, 20 + 4 * 5 * 80 + 3 * 20)
+    assert png_size(sequential_run / "figure.png") == (
+        LABEL + 3 * CELL,
+        TITLE + 4 * 5 * CELL + 3 * GAP,
+    )
     out = tmp_path / "seq.png"
     result = invoke("visualize", str(sequential_run), "--samples", "2", "--out", str(out))
     assert result.exit_code == 0, result.output
-    assert png_size(out) == (60 + 3 * 80, 20 + 2 * 5 * 80 + 20)
+    assert png_size(out) == (LABEL + 3 * CELL, TITLE + 2 * 5 * CELL + GAP)
     # The first input panel (row 0, column 0) shows the red and green squares in colour.
     rgb = np.asarray(Image.open(out).convert("RGB"), dtype=np.int32)
-    panel = rgb[20:100, 60:140]
+    panel = rgb[TITLE : TITLE + CELL, LABEL : LABEL + CELL]
     red = (panel[..., 0] > 200) & (panel[..., 1] < 60) & (panel[..., 2] < 60)
     green = (panel[..., 1] > 200) & (panel[..., 0] < 60) & (panel[..., 2] < 60)
     assert red.sum() > 100 and green.sum() > 100
@@ -248,7 +260,54 @@ def test_plot_overlays_two_runs_and_an_evaluation_file(
     args = ["plot", *map(str, two_runs), "--evaluation", str(evaluation), "--out", str(out)]
     result = invoke(*args)
     assert result.exit_code == 0, result.output
-    assert png_size(out) == (1120, 600)  # six panels, 14 x 7.5 in at 80 dpi
+    assert png_size(out) == CURVES == (2800, 1500)  # six panels, 14 x 7.5 in at 200 dpi
+
+
+@pytest.mark.parametrize("command", ["visualize", "plot"])
+def test_dpi_scales_the_png_exactly(
+    two_runs: tuple[Path, Path], tmp_path: Path, command: str
+) -> None:
+    # visualize: 2 samples, 2.75 x 6.25 in; plot: 14 x 7.5 in
+    inches = (0.75 + 2, 0.25 + 6) if command == "visualize" else (14.0, 7.5)
+    sizes = {}
+    for dpi in (100, 300):
+        out = tmp_path / f"{dpi}.png"
+        args = [command, str(two_runs[0]), "--out", str(out), "--dpi", str(dpi)]
+        result = invoke(*args, *(["--samples", "2"] if command == "visualize" else []))
+        assert result.exit_code == 0, result.output
+        sizes[dpi] = png_size(out)
+    assert sizes[100] == (round(inches[0] * 100), round(inches[1] * 100))
+    assert sizes[300] == (3 * sizes[100][0], 3 * sizes[100][1])
+
+
+def test_the_api_takes_dpi(two_runs: tuple[Path, Path], tmp_path: Path) -> None:
+    fig = grouping.visualize(two_runs[0], samples=1, out=tmp_path / "v.png", dpi=100)
+    assert png_size(fig) == (175, 625)  # 1.75 x 6.25 in
+    curves = grouping.plot(list(two_runs), out=tmp_path / "c.png", dpi=300)
+    assert png_size(curves) == (4200, 2250)  # 14 x 7.5 in
+
+
+@pytest.mark.parametrize("dpi", [0, -100, 1201, 2.5, True])
+def test_the_api_refuses_a_bad_dpi_before_drawing(
+    two_runs: tuple[Path, Path], tmp_path: Path, dpi: Any
+) -> None:
+    message = "dpi must be a whole number from 1 to 1200"
+    with pytest.raises(ConfigError, match=message):
+        grouping.visualize(two_runs[0], out=tmp_path / "v.png", dpi=dpi)
+    with pytest.raises(ConfigError, match=message):
+        grouping.plot(list(two_runs), out=tmp_path / "c.png", dpi=dpi)
+    assert not any(tmp_path.iterdir())
+
+
+def test_plot_bad_dpi_is_one_line(two_runs: tuple[Path, Path]) -> None:
+    result = CliRunner().invoke(cli, ["plot", str(two_runs[0]), "--dpi", "0"])
+    one_line_error(result, "Invalid value for '--dpi': 0 is not in the range 1<=x<=1200")
+
+
+def test_a_figure_too_large_to_draw_is_one_line() -> None:
+    check_pixels(14.0, 7.5, 1200)  # the curves at the highest dpi: 16800 x 9000
+    with pytest.raises(ConfigError, match="would be 72000 x 1200 pixels at 1200 dpi"):
+        check_pixels(60.0, 1.0, 1200)
 
 
 def test_plot_reads_quartiles_written_by_training(two_runs: tuple[Path, Path]) -> None:
@@ -368,8 +427,8 @@ def test_inspection_commands_run_as_subprocesses(
     ):
         proc = subprocess.run([exe, *args], capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr
-    assert png_size(fig) == (60 + 80, 20 + 6 * 80)
-    assert png_size(curves) == (1120, 600)
+    assert png_size(fig) == (LABEL + CELL, TITLE + 6 * CELL)
+    assert png_size(curves) == CURVES
     assert {r["name"] for r in json.loads(proc.stdout)} >= {"seed0", "seed1"}
 
 
@@ -378,5 +437,5 @@ def test_the_api_example_script_runs(tmp_path: Path, capsys: pytest.CaptureFixtu
     runpy.run_path(str(script))["main"](["--tiny", str(tmp_path)])
     printed = capsys.readouterr().out
     assert "test AMI" in printed and "api-demo: finished, 1 epochs" in printed
-    assert png_size(tmp_path / "valid.png") == (60 + 3 * 80, 20 + 6 * 80)
-    assert png_size(tmp_path / "curves.png") == (1120, 600)
+    assert png_size(tmp_path / "valid.png") == (LABEL + 3 * CELL, TITLE + 6 * CELL)
+    assert png_size(tmp_path / "curves.png") == CURVES

@@ -1,4 +1,5 @@
-"""The model shipped in the package: ``pretrained:static-shapes`` lists, loads, scores and segments."""
+"""The model shipped in the package: ``pretrained:static-shapes`` lists, loads, scores (``grouping
+evaluate``), segments and draws."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from PIL import Image
 
 import grouping
 from grouping.cli.main import cli
+from grouping.errors import RunDirError
 from grouping.evaluation.metrics import adjusted_mutual_info
-from grouping.figures.segment import PRETRAINED_ROOT, pretrained_models, resolve_run
 from grouping.rundir.loading import load_trained
+from grouping.rundir.pretrained import PRETRAINED_ROOT, pretrained_models, resolve_run
 
 NAME = "pretrained:static-shapes"
 #: The shipped folder stays small: stripped weights, config and summary only.
@@ -42,9 +44,35 @@ def test_it_loads_as_the_quickstart_model() -> None:
 
 
 def test_it_scores_test_ami_of_at_least_0_8_on_generated_static_shapes() -> None:
-    scores = grouping.evaluate(resolve_run(NAME), assignments=["eval.samples=500"], device="cpu")
+    scores = grouping.evaluate(NAME, assignments=["eval.samples=500"], device="cpu")
     assert scores["images"] == 500
     assert scores["ami"] >= 0.80, scores["ami"]
+    assert scores["run_dir"] == str(PRETRAINED_ROOT / "static-shapes")
+
+
+def test_evaluate_command_takes_the_pretrained_name() -> None:
+    args = ["evaluate", NAME, "--set", "dataset.test_size=300", "--device", "cpu", "--json"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.stdout)
+    assert scores["images"] == 300 and scores["split"] == "test"
+    assert scores["ami"] >= 0.75, scores["ami"]  # 0.859 on the whole 2,000-image test split
+    assert scores["changed"]["dataset.test_size"] == [2000, 300]
+
+
+@pytest.mark.parametrize("command", ["evaluate", "visualize", "segment"])
+def test_an_unknown_pretrained_name_is_one_line_naming_the_shipped_ones(
+    command: str, tmp_path: Path
+) -> None:
+    args = [command, "pretrained:nope"]
+    if command == "segment":
+        args += [str(tmp_path), "--out", str(tmp_path / "masks")]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines == ["error: unknown pretrained model 'nope'; shipped: pretrained:static-shapes"]
+    with pytest.raises(RunDirError, match="unknown pretrained model 'nope'"):
+        grouping.evaluate("pretrained:nope")
 
 
 def test_segment_and_visualize_take_the_pretrained_name(

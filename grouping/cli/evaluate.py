@@ -44,7 +44,8 @@ def evaluate_command(
     assignments: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Score a trained run folder, possibly with another K, step count or data set."""
+    """Score a trained run folder (or pretrained:NAME, a model shipped in the package), possibly
+    with another K, step count or data set. --set eval.samples=N scores the split's first N."""
     result = evaluate(
         run_dir,
         dataset=dataset,

@@ -1,5 +1,6 @@
 """The commands that look at runs: ``visualize``, ``plot`` and ``runs``. Thin: each parses its options,
-calls :mod:`grouping.inspection` and prints. ``grouping.cli`` adds them to the ``grouping`` group."""
+calls :mod:`grouping.figures` or :mod:`grouping.rundir.listing` and prints. ``grouping.cli`` adds
+them to the ``grouping`` group."""
 
 from __future__ import annotations
 
@@ -12,11 +13,20 @@ from rich.table import Table
 
 from grouping.figures.curves import plot
 from grouping.figures.groupings import visualize
+from grouping.figures.resolution import DPI, MAX_DPI
 from grouping.plugins.interfaces import SPLITS
 from grouping.rundir.listing import runs
 
 #: Width of tables written to a pipe or file, where rich would otherwise assume 80 columns.
 PIPE_WIDTH = 200
+
+dpi_option = click.option(
+    "--dpi",
+    type=click.IntRange(1, MAX_DPI),
+    default=DPI,
+    show_default=True,
+    help="dots per inch of the PNG (300 or 600 for print)",
+)
 
 
 def _console() -> Console:
@@ -35,7 +45,10 @@ def _console() -> Console:
     type=click.Path(path_type=Path),
     help="file to write (default RUN_DIR/figure-visualize.png or .gif; the run's figure.png stays)",
 )
-@click.option("--gif", is_flag=True, help="an animated GIF, one frame per EM step")
+@click.option(
+    "--gif", is_flag=True, help="an animated GIF, one frame per EM step (drawn in pixels)"
+)
+@dpi_option
 def visualize_command(
     run_dir: Path,
     split: str,
@@ -44,6 +57,7 @@ def visualize_command(
     seed: int,
     out: Path | None,
     gif: bool,
+    dpi: int,
 ) -> None:
     """Draw a trained run's (or pretrained:NAME's) groupings: inputs, per-component predictions,
     gamma, ground truth.
@@ -60,6 +74,7 @@ def visualize_command(
         out=out,
         seed=seed,
         gif=gif,
+        dpi=dpi,
     )
     click.echo(str(path))
 
@@ -78,14 +93,15 @@ def visualize_command(
     type=click.Path(path_type=Path),
     help="PNG path (default: curves.png in the first RUN_DIR, else in the current folder)",
 )
+@dpi_option
 def plot_command(
-    run_dirs: tuple[Path, ...], evaluations: tuple[Path, ...], out: Path | None
+    run_dirs: tuple[Path, ...], evaluations: tuple[Path, ...], out: Path | None, dpi: int
 ) -> None:
     """Training curves of one or more runs, overlaid: loss, validation AMI, images/s per epoch,
     and the test AMI per EM step with its quartiles."""
     if out is None:  # beside the runs it shows, not wherever the command happens to run
         out = (run_dirs[0] if run_dirs else Path()) / "curves.png"
-    click.echo(str(plot(run_dirs, out=out, evaluations=evaluations)))
+    click.echo(str(plot(run_dirs, out=out, evaluations=evaluations, dpi=dpi)))
 
 
 def _num(value: float | int | None, fmt: str) -> str:

@@ -9,8 +9,9 @@ from typing import Any
 
 import click
 
-from grouping.figures.segment import PRETRAINED_PREFIX, PRETRAINED_ROOT, pretrained_models, segment
+from grouping.figures.segment import segment
 from grouping.rundir.listing import runs
+from grouping.rundir.pretrained import PRETRAINED_PREFIX, PRETRAINED_ROOT, pretrained_models
 
 
 class Printer:

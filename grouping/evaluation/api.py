@@ -33,7 +33,7 @@ def evaluate(
     registry: Registry | None = None,
 ) -> dict[str, Any]:
     """Score a run's checkpoint on a split, with the overrides given; the API of ``grouping
-    evaluate``.
+    evaluate``. ``run_dir`` may be ``pretrained:NAME``, a model shipped in the package.
 
     Returns :meth:`grouping.evaluation.scoring.Scores.summary` plus ``run_dir``, ``checkpoint``,
     ``epoch``, ``split``, ``changed`` ({key: [trained, now]}) and the evaluation's ``config``;

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from grouping.errors import ConfigError, RunDirError
+from grouping.figures.resolution import DPI, check_dpi
 from grouping.rundir.folder import METRICS, SUMMARY, RunDir
 
 
@@ -43,11 +44,14 @@ def plot(
     run_dirs: list[Path | str] | tuple[Path | str, ...],
     out: Path | str = "curves.png",
     evaluations: list[Path | str] | tuple[Path | str, ...] = (),
+    dpi: int = DPI,
 ) -> Path:
     """Overlay the training curves of several runs (from ``metrics.jsonl``) and their test AMI per
-    EM step (from ``summary.json``, plus any ``grouping evaluate --json`` files) in one PNG. The
-    Python API of ``grouping plot``."""
+    EM step (from ``summary.json``, plus any ``grouping evaluate --json`` files) in one PNG of
+    ``dpi`` dots per inch. The Python API of ``grouping plot``."""
     from grouping.figures.drawing import curves_figure, save
+
+    check_dpi(dpi)
 
     if not run_dirs and not evaluations:
         raise ConfigError("give at least one run folder or evaluation file to plot")
@@ -67,4 +71,4 @@ def plot(
     for item in evaluations:
         path = Path(item)
         curves.append(_step_curves(path.stem, read_evaluation(path)))
-    return save(curves_figure(curves), Path(out))
+    return save(curves_figure(curves), Path(out), dpi)

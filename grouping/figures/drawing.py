@@ -3,8 +3,9 @@
 Nothing here touches a model, a run folder or the registry; :mod:`grouping.inspection` feeds it.
 Figures are drawn on matplotlib's Agg canvas directly: no display, no ``pyplot`` state, and no change
 to the backend a notebook user has chosen. Every panel is placed at a fixed position, so a figure's
-pixel size follows from its rows and columns:
-``(LABEL_IN + columns * CELL_IN) * DPI`` wide and ``(TITLE_IN + rows * CELL_IN + gaps) * DPI`` high.
+pixel size follows from its rows and columns and the dots per inch (default
+:data:`grouping.figures.resolution.DPI`): ``(LABEL_IN + columns * CELL_IN) * dpi`` wide and
+``(TITLE_IN + rows * CELL_IN + gaps) * dpi`` high.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-#: Dots per inch of every figure; sizes below are in quarter inches, so pixel sizes are integers.
-DPI = 80
+from grouping.figures.resolution import DPI, check_dpi, check_pixels
+
+# Sizes below are in quarter inches, so pixel sizes are integers at a dpi that is a multiple of 4.
+
 #: One image panel, in inches.
 CELL_IN = 1.0
 #: The row-label strip on the left of a grouping figure.
@@ -283,8 +286,10 @@ def curves_figure(runs: Sequence[Curves]) -> Figure:
     return fig
 
 
-def save(fig: Figure, path: Path) -> Path:
-    """Write a figure as PNG at :data:`DPI`, creating the folder; returns the path."""
+def save(fig: Figure, path: Path, dpi: int = DPI) -> Path:
+    """Write a figure as PNG at ``dpi`` dots per inch, creating the folder; returns the path."""
+    width_in, height_in = fig.get_size_inches()
+    check_pixels(float(width_in), float(height_in), check_dpi(dpi))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, format="png")
+    fig.savefig(path, dpi=dpi, format="png")
     return path

@@ -18,9 +18,10 @@ from grouping.data.batches import frames_for
 from grouping.engine.em import NeuralEM
 from grouping.errors import ConfigError, GroupingError
 from grouping.figures.images import upscale, write_gif
-from grouping.figures.segment import PRETRAINED_PREFIX, resolve_run
+from grouping.figures.resolution import DPI, check_dpi
 from grouping.plugins.interfaces import SPLITS, Noise, Split, SplitName
 from grouping.rundir.loading import load_run
+from grouping.rundir.pretrained import is_pretrained
 
 #: The file ``grouping run`` writes its grouping figure to, inside the run folder.
 FIGURE = "figure.png"
@@ -91,16 +92,19 @@ def draw_groupings(
     steps: int | None = None,
     seed: int = 0,
     title: str = "",
+    dpi: int = DPI,
 ) -> Path:
-    """Write the grouping figure of a model on a split: the static layout (paper Figure 3) when the
-    split holds one frame per sample, the sequential layout (Figures 4 and 7) otherwise."""
+    """Write the grouping figure of a model on a split at ``dpi`` dots per inch: the static layout
+    (paper Figure 3) when the split holds one frame per sample, the sequential layout (Figures 4
+    and 7) otherwise."""
     from grouping.figures.drawing import save, sequential_figure, static_figure
 
+    check_dpi(dpi)
     panels = grouping_panels(
         model, noise, split, samples=samples, steps=steps, seed=seed, title=title
     )
     draw = sequential_figure if split.frames > 1 else static_figure
-    return save(draw(panels), out)
+    return save(draw(panels), out, dpi)
 
 
 def step_frames(panels: Any) -> list[np.ndarray]:
@@ -149,7 +153,7 @@ def default_figure(run_dir: Path | str, run_path: Path, gif: bool) -> Path:
     """Where ``visualize`` writes without ``out``: beside the run's own figure.png, or in the current
     folder for a shipped model (the package's folder may not be writable)."""
     suffix = ".gif" if gif else ".png"
-    if str(run_dir).startswith(PRETRAINED_PREFIX):
+    if is_pretrained(run_dir):
         return Path(f"{run_path.name}-visualize{suffix}")
     return run_path / f"{VISUALIZE_FIGURE}{suffix}"
 
@@ -162,20 +166,22 @@ def visualize(
     out: Path | str | None = None,
     seed: int = 0,
     gif: bool = False,
+    dpi: int = DPI,
 ) -> Path:
     """Draw a trained run's (or ``pretrained:NAME``'s) groupings on ``samples`` samples of
     ``split`` and return the file's path (default ``RUN_DIR/figure-visualize.png``, never the
     run's own ``figure.png``). ``steps`` unrolls a different number of EM steps than the run was
-    trained with; ``gif`` writes an animated GIF, one frame per step. The API of ``grouping
-    visualize``."""
+    trained with; ``gif`` writes an animated GIF, one frame per step (drawn in pixels: ``dpi``, the
+    PNG's dots per inch, does not apply). The API of ``grouping visualize``."""
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
     if samples < 1:
         raise ConfigError(f"samples must be at least 1, got {samples}")
     if steps is not None and steps < 1:
         raise ConfigError(f"steps must be at least 1, got {steps}")
+    check_dpi(dpi)
     frames = None if steps is None else steps + 1
-    run = load_run(resolve_run(run_dir), frames=frames)
+    run = load_run(run_dir, frames=frames)
     t = run.model.steps if steps is None else steps
     target = Path(out) if out is not None else default_figure(run_dir, run.path, gif)
     title = f"{run.path.name}: {split} split, {t} EM steps ({run.checkpoint.name})"
@@ -185,5 +191,6 @@ def visualize(
             run.model, run.noise, data, target, samples=samples, steps=steps, seed=seed
         )
     return draw_groupings(
-        run.model, run.noise, data, target, samples=samples, steps=steps, seed=seed, title=title
-    )
+        run.model, run.noise, data, target, samples=samples, steps=steps, seed=seed, title=title,
+        dpi=dpi,
+    )  # fmt: skip

@@ -19,19 +19,11 @@ Choices, so that a result can be compared with ``grouping evaluate``:
   groupings ``grouping evaluate`` scores.
 * A binary (Bernoulli) model given grey values thresholds them at 0.5, and says so in ``notes``.
 
-``pretrained:NAME`` names a model shipped in the package (:func:`resolve_run`), a run folder under
-``grouping/pretrained/`` holding config.toml, summary.json and checkpoints/best.pt with the weights
-only (:func:`strip_checkpoint`). ``static-shapes`` is the quickstart model, trained and shipped with::
-
-    grouping run --out /work/runs/pretrained-static-shapes --set train.threads=1
-    python -c "from grouping.figures.segment import ship; ship('/work/runs/pretrained-static-shapes', 'static-shapes')"
-
-(234 s on one thread of a shared 2-core CPU: 6 epochs, test AMI 0.859 on 2,000 test images.)
+``pretrained:NAME`` names a model shipped in the package (:mod:`grouping.rundir.pretrained`).
 """
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,7 +32,6 @@ import numpy as np
 import torch
 
 from grouping.accel.device import make_generator
-from grouping.config.loading import read_toml
 from grouping.data.batches import frames_for
 from grouping.data.values import is_binary
 from grouping.errors import ConfigError, RunDirError
@@ -54,13 +45,8 @@ from grouping.figures.images import (
     write_png,
 )
 from grouping.plugins.guard import apply_noise
-from grouping.rundir.checkpoint import load_checkpoint, save_checkpoint
 from grouping.rundir.loading import CHECKPOINTS, Checkpoint, LoadedRun, load_trained
 
-#: How a command-line RUN_DIR names a model shipped in the package.
-PRETRAINED_PREFIX = "pretrained:"
-#: Where those models live: one run folder each (config.toml, checkpoints/best.pt, summary.json).
-PRETRAINED_ROOT = Path(__file__).resolve().parents[1] / "pretrained"
 #: Overlays are enlarged (square pixels) until their longer side is at least this many pixels.
 OVERLAY_MIN_PX = 112
 #: Brightness of a dark input pixel's colour in an overlay (a bright pixel takes the full colour).
@@ -77,52 +63,6 @@ class SegmentFailed(SegmentInputError):
         super().__init__("; ".join(failures))
         self.failures = failures
         self.records = records
-
-
-def pretrained_models() -> list[str]:
-    """The names of the models shipped in the package, sorted."""
-    if not PRETRAINED_ROOT.is_dir():
-        return []
-    return sorted(p.name for p in PRETRAINED_ROOT.iterdir() if (p / "config.toml").is_file())
-
-
-def resolve_run(run_dir: Path | str) -> Path:
-    """A run folder from a path or from ``pretrained:NAME`` (a model shipped in the package)."""
-    text = str(run_dir)
-    if not text.startswith(PRETRAINED_PREFIX):
-        return Path(run_dir)
-    name = text[len(PRETRAINED_PREFIX) :]
-    if name not in pretrained_models():
-        shipped = ", ".join(PRETRAINED_PREFIX + n for n in pretrained_models()) or "none"
-        raise RunDirError(f"unknown pretrained model {name!r}; shipped: {shipped}")
-    return PRETRAINED_ROOT / name
-
-
-def strip_checkpoint(source: Path, target: Path) -> None:
-    """A checkpoint with only what loading needs (weights, config, epoch): no Adam state or RNG."""
-    payload = load_checkpoint(source)
-    state = payload.get("train_state", {})
-    kept: dict[str, Any] = {
-        k: payload[k] for k in ("model", "config", "config_hash") if k in payload
-    }
-    kept["train_state"] = {k: state[k] for k in ("epoch", "best_epoch", "best_loss") if k in state}
-    save_checkpoint(target, kept)
-
-
-def ship(run_dir: Path | str, name: str) -> Path:
-    """Copy a finished run into the package as ``pretrained:NAME``: config, summary, best weights."""
-    import tomli_w
-
-    source, target = Path(run_dir), PRETRAINED_ROOT / name
-    target.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source / "summary.json", target / "summary.json")
-    config = read_toml(source / "config.toml")
-    config.get("train", {}).pop("threads", None)  # the training machine's, not the model's
-    (target / "config.toml").write_text(tomli_w.dumps(config), encoding="utf-8")
-    weights = target / "checkpoints" / "best.pt"
-    strip_checkpoint(source / "checkpoints" / "best.pt", weights)
-    weights.chmod(0o644)  # readable by every user of an installed package
-    return target
 
 
 def _overrides(components: int | None, steps: int | None) -> dict[str, Any]:
@@ -278,8 +218,7 @@ def segment(
             raise ConfigError(f"{name} must be at least 1, got {value}")
     if not inputs:
         raise ConfigError("nothing to segment: give at least one image, folder, GIF or .npz")
-    path = resolve_run(run_dir)
-    run = load_trained(path, checkpoint, device, _overrides(components, steps))
+    run = load_trained(run_dir, checkpoint, device, _overrides(components, steps))
     seg = Segmenter(run, steps=steps, resize=resize, noise=noise)
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ from grouping.plugins.interfaces import Dataset, Noise
 from grouping.plugins.registry import Registry
 from grouping.rundir.checkpoint import load_checkpoint
 from grouping.rundir.folder import RunDir, final_run
+from grouping.rundir.pretrained import resolve_run
 
 #: Checkpoints a run folder holds (``checkpoints/<name>.pt``); ``auto`` takes best, else last.
 CHECKPOINTS = ("best", "last")
@@ -61,13 +62,14 @@ def load_trained(
     frames: int | None = None,
     registry: Registry | None = None,
 ) -> LoadedRun:
-    """The model of a run folder (a stage-wise run's last stage), ready to score or draw.
+    """The model of a run folder (a stage-wise run's last stage, or ``pretrained:NAME``, a model
+    shipped in the package), ready to score or draw.
 
     ``overrides`` are config sections as in a preset ({"model": {"components": 5}}) and
     ``assignments`` ``--set`` items; ``frames`` asks the data set for that many frames per sample.
     ``device`` None means the run's own ``train.device``.
     """
-    run = RunDir.open(final_run(Path(run_dir)))
+    run = RunDir.open(final_run(resolve_run(run_dir)))
     path = checkpoint_path(run, checkpoint)
     config = resolve(
         build_config(str(run.config_path), overrides or {}, list(assignments)), registry
