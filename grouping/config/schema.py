@@ -169,7 +169,10 @@ class TrainConfig(_Strict):
         "the thread competes with the compute threads: it halved the quickstart's images/s)",
     )
     threads: int | None = Field(
-        default=None, ge=1, description="CPU threads (None: the cores, shared among local ranks)"
+        default=None,
+        ge=1,
+        description="CPU threads (None: one or all cores, whichever trains the first batches "
+        "faster; under torchrun the cores shared among the local ranks)",
     )
     on_nonfinite: Literal["stop", "skip"] = Field(
         default="stop",

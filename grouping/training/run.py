@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from grouping.config.schema import RunConfig
 from grouping.errors import NonFiniteError
 from grouping.figures.groupings import FIGURE, animate_groupings, draw_groupings
@@ -117,6 +119,8 @@ def finished_summary(
         "train_s": seconds,
         "wall_s": time.perf_counter() - t0,
         "device": str(trainer.device),
+        "threads": torch.get_num_threads(),
+        "thread_probe": {str(n): r for n, r in state.thread_rates.items()} or None,  # img/s
         "parameters": sum(p.numel() for p in trainer.model.parameters()),
         "data_source": source,
         "config": trainer.config.model_dump(mode="json"),

@@ -16,6 +16,8 @@ class TrainState:
     ``batch`` describe the epoch in progress: ``batch`` batches of epoch ``epoch + 1`` are done, in
     the block order ``epoch_order``. They are non-empty only in a checkpoint written after a stop
     signal, so that a resumed run goes on with batch ``batch + 1`` exactly where it stopped.
+    ``threads`` is the CPU thread count the run's probe chose (0 before it chose, or without one)
+    and ``thread_rates`` the images/s it measured per count (``grouping.training.threads``).
     """
 
     epoch: int = 0
@@ -31,6 +33,8 @@ class TrainState:
     epoch_images: int = 0
     epoch_seconds: float = 0.0
     epoch_skipped: int = 0
+    threads: int = 0
+    thread_rates: dict[int, float] = field(default_factory=dict)
 
     def start_epoch(self, order: list[int]) -> None:
         self.batch, self.epoch_order, self.epoch_losses = 0, order, []

@@ -36,6 +36,7 @@ from grouping.training.reporting import Reporter, SilentReporter
 from grouping.training.signals import StopRequest
 from grouping.training.snapshot import restore, snapshot
 from grouping.training.state import TrainState
+from grouping.training.threads import ThreadProbe
 
 
 class Trainer:
@@ -80,11 +81,13 @@ class Trainer:
             self.restore(checkpoint)
 
     def _set_threads(self) -> None:
-        """``train.threads``, or under torchrun the cores shared among the local ranks."""
+        """``train.threads``, under torchrun the cores shared among the local ranks, else the faster
+        of all cores and one, timed on the first batches (``grouping.training.threads``)."""
         tc = self.config.train
         threads = tc.threads or (distributed.default_threads(self.dist) if self.dist.active else 0)
         if threads:
             torch.set_num_threads(threads)
+        self.threads = ThreadProbe.for_run(tc.threads, self.device, self.dist.active)
 
     def _train_step(self) -> TrainStep:
         """One optimizer step as ``train`` asks: precision, compile, checkpointing, DDP."""
@@ -121,6 +124,7 @@ class Trainer:
         self.state = restore(
             payload, self.model, self.optimizer, self.generator, self.order_rng, self.dist
         )
+        self.threads.resume(self.state)  # the count a probe chose before the stop
 
     def save_last(self, payload: dict[str, Any] | None = None) -> None:
         """``last.pt``: the state now, mid-epoch or at its end, so a resumed run continues here.
@@ -158,6 +162,7 @@ class Trainer:
         self.reporter.epoch_start(s.epoch + 1, blocks)
         self.model.train()
         start = time.perf_counter()
+        self.threads.start()
         outcome = "done"
         rest = order[s.batch * local :]
         batches = iterate_batches(split, rest, local, cfg.model.steps + 1, self.device)
@@ -195,6 +200,9 @@ class Trainer:
             raise NonFiniteError(message, self.rundir.path)
         s.epoch_images += features.shape[0]
         self.reporter.batch_end(s.epoch + 1, s.batch, loss)
+        chosen = self.threads.batch_done(features.shape[0], s)  # a line once the probe has chosen
+        if chosen:
+            self.reporter.message(chosen)
 
     def _checkpoint_due(self) -> bool:
         """Whether ``train.checkpoint_minutes`` have passed since ``last.pt`` was written (rank 0's
@@ -294,9 +302,12 @@ class Trainer:
         self.save_last(payload)
         self.reporter.epoch_end(record)
         k = self.config.model.components
-        warning = collapse_warning(valid["live_components"], k, self.state.epoch)
-        if warning:
-            self.reporter.message(warning)
+        for warning in (
+            collapse_warning(valid["live_components"], k, self.state.epoch),
+            self.threads.slow_warning(self.state, record["images_per_s"]),
+        ):
+            if warning:
+                self.reporter.message(warning)
         reason = self.state.stop_reason
         if reason and reason != "epoch limit":
             self.reporter.message(f"stopping: {reason}")

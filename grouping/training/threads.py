@@ -1,0 +1,151 @@
+"""The CPU thread count of a run whose ``train.threads`` is unset: measured, not guessed.
+
+Why: torch runs a thread per core, and its OpenMP threads spin while they wait for each other. On
+a busy machine other processes take those cores, a descheduled thread holds up every parallel
+region, and the run crawls: the quickstart trained at 195 images/s with both cores of a 2-core
+machine beside two single-thread torch jobs, at 865 with one thread, and once at 17. Which count
+is faster depends on the machine, its load and the model, so a run on the CPU (not distributed:
+torchrun shares the cores among its ranks) times its first batches with one thread and with all
+the threads torch has at the start, and keeps the faster count for the rest of the run (training and
+its test). Only the thread count changes: the batches, their order and every random draw are the
+ones an unprobed run uses.
+
+The choice and both rates go into the :class:`TrainState` (so every checkpoint has them and a
+resumed run keeps the count instead of probing again) and into ``summary.json``. An epoch much
+slower than the probe measured says so in one line: the load changed after the probe.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from grouping.training.state import TrainState
+
+#: Untimed batches at the start: the first pays for allocations and kernel set-up.
+WARMUP = 1
+#: Timed batches per thread count; a count's rate is their median images/s.
+TIMED = 3
+#: More threads are kept only when this much faster than one: fewer threads lose little on an idle
+#: machine, and much less than many when load comes later.
+MARGIN = 1.1
+#: A batch with more threads this many times slower than one thread's rate decides at once (a busy
+#: machine: each such batch costs as much as several with one thread); an epoch this many times
+#: slower than the probe measured warns.
+SLOW = 3.0
+
+
+def decided(one: list[float], more: list[float]) -> bool | None:
+    """The choice rule: whether more threads win (True), lose (False) or it is open yet (None),
+    given ``TIMED`` batch rates (images/s) with one thread and those measured so far with more.
+
+    More threads win when the median of ``TIMED`` batches is at least ``MARGIN`` times one thread's
+    median, and that is decided as soon as a majority of them is on one side of the bar. They lose
+    at once when a batch is ``SLOW`` times slower than one thread: a count that crawls on a busy
+    machine costs one batch, not three."""
+    if len(one) < TIMED:
+        return None
+    median = statistics.median(one)
+    above = sum(rate >= MARGIN * median for rate in more)
+    need = TIMED // 2 + 1
+    if len(more) - above >= need or any(rate < median / SLOW for rate in more):
+        return False
+    return True if above >= need else None
+
+
+def choice_line(rates: dict[int, float], chosen: int) -> str:
+    """The line that says what the probe chose, and how to fix the count."""
+    other = next(n for n in rates if n != chosen)
+    verb = "beat" if rates[chosen] > rates[other] else "kept over"
+    return (
+        f"threads: {chosen} ({rates[chosen]:,.0f} img/s) {verb} {other} "
+        f"({rates[other]:,.0f} img/s) on the first batches; set train.threads to fix it"
+    )
+
+
+class ThreadProbe:
+    """Times the first batches: ``WARMUP`` untimed and ``TIMED`` timed ones with one thread, then
+    up to ``TIMED`` with ``many`` until :func:`decided` says which count to keep. One thread
+    goes first so that a count that crawls on a busy machine is the one cut short. A probe without
+    ``many`` does nothing.
+
+    The trainer calls :meth:`start` when an epoch starts (validation between epochs is not timed)
+    and :meth:`batch_done` after each trained batch; the probe may span epochs.
+    """
+
+    def __init__(self, many: int | None = None, clock: Callable[[], float] = time.perf_counter):
+        self.many = many
+        self.one: list[float] = []
+        self.more: list[float] = []
+        self.seen = 0
+        self.chosen_in = 0  # the epoch in which this probe chose
+        self.clock = clock
+        self._last = clock()
+        if self.active:
+            torch.set_num_threads(1)
+
+    @classmethod
+    def for_run(cls, threads: int | None, device: torch.device, distributed: bool) -> ThreadProbe:
+        """The probe of a run: all of torch's threads against one, where ``train.threads`` is unset
+        and the run is on the CPU and not distributed; else one that does nothing."""
+        many = torch.get_num_threads()
+        if threads is not None or device.type != "cpu" or distributed or many == 1:
+            return cls()
+        return cls(many)
+
+    @property
+    def active(self) -> bool:
+        return self.many is not None
+
+    def resume(self, state: TrainState) -> None:
+        """A run continued from a checkpoint keeps the count it chose; one that stopped before its
+        probe ended probes again."""
+        if self.active and state.threads:
+            self.many = None
+            torch.set_num_threads(state.threads)
+
+    def start(self) -> None:
+        """An epoch is about to gather its first batch: time from now."""
+        self._last = self.clock()
+
+    def batch_done(self, images: int, state: TrainState) -> str | None:
+        """Book one batch of ``images``; when the probe ends, set the chosen count, record it and
+        the rates in ``state`` and return the line that says so."""
+        if self.many is None:
+            return None
+        now = self.clock()
+        rate, self._last = images / max(now - self._last, 1e-9), now
+        self.seen += 1
+        if self.seen > WARMUP:
+            (self.one if len(self.one) < TIMED else self.more).append(rate)
+        if decided(self.one, self.more) is None:
+            if len(self.one) == TIMED and not self.more:  # one thread is timed: now all
+                torch.set_num_threads(self.many)
+            return None
+        rates = {1: statistics.median(self.one), self.many: statistics.median(self.more)}
+        chosen = self.many if decided(self.one, self.more) else 1
+        self.many, self.chosen_in = None, state.epoch + 1
+        torch.set_num_threads(chosen)
+        state.threads, state.thread_rates = chosen, rates
+        return choice_line(rates, chosen)
+
+    def slow_warning(self, state: TrainState, rate: float) -> str | None:
+        """A line when the epoch that just ended (``state.epoch``) trained at under ``1 / SLOW`` of
+        the rate the probe measured; not for the epoch the probe ran in, slowed by its own batches."""
+        probed = state.thread_rates.get(state.threads) if state.threads else None
+        if probed is None or rate >= probed / SLOW or state.epoch == self.chosen_in:
+            return None
+        n = state.threads
+        why = (
+            f"{n} threads had on the first batches: the machine is busier than then; "
+            "set train.threads=1 if other jobs share its cores"
+            if n > 1
+            else "1 thread had on the first batches: other jobs share its cores now"
+        )
+        return (
+            f"epoch {state.epoch} trained at {rate:,.0f} img/s, under a third of the "
+            f"{probed:,.0f} img/s that {why}"
+        )
