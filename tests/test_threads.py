@@ -198,11 +198,13 @@ PROBED = [*TINY, "train.epochs=3", "train.patience=5"]  # 4 batches an epoch: th
 def test_a_probed_run_trains_what_a_one_thread_run_trains(tmp_path: Path) -> None:
     torch.set_num_threads(2)
     probed = train(build_config("quickstart", assignments=PROBED), tmp_path / "a")
+    assert torch.get_num_threads() == 2  # the next run probes again
     one = train(
         build_config("quickstart", assignments=[*PROBED, "train.threads=1"]), tmp_path / "b"
     )
     assert set(probed.summary["thread_probe"]) == {"1", "2"}
     assert probed.summary["threads"] in (1, 2) and one.summary["thread_probe"] is None
+    assert torch.get_num_threads() == 1  # train.threads=1 stays; a probe's choice does not
     a, b = (load_checkpoint(r.path / "checkpoints" / "last.pt") for r in (probed, one))
     assert a["train_state"]["threads"] == probed.summary["threads"]
     for key in ("torch", "torch_global"):  # the same random draws, whatever the count
@@ -225,7 +227,7 @@ def test_a_resumed_run_keeps_its_choice_without_probing_again(tmp_path: Path) ->
     again = Lines()
     result = resume(tmp_path / "run", reporter=again)
     assert not [line for line in again.lines if line.startswith("threads: ")]
-    assert result.summary["threads"] == state["threads"] == torch.get_num_threads()
+    assert result.summary["threads"] == state["threads"] and torch.get_num_threads() == 2
     assert result.summary["thread_probe"] == {str(k): v for k, v in state["thread_rates"].items()}
 
 

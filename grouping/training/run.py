@@ -70,6 +70,7 @@ def train_run(
             draw_run_figure(trainer, config.seed)
     finally:
         trainer.rundir.close()
+        trainer.threads.close()  # the process's own thread count again, after a probe
         if trainer.dist.active:
             distributed.cleanup()
     return RunResult(trainer.rundir.path, summary)

@@ -73,11 +73,12 @@ class ThreadProbe:
     ``many`` does nothing.
 
     The trainer calls :meth:`start` when an epoch starts (validation between epochs is not timed)
-    and :meth:`batch_done` after each trained batch; the probe may span epochs.
+    and :meth:`batch_done` after each trained batch; the probe may span epochs. :meth:`close` at
+    the end of the run gives the process its own count back, so that the next run probes again.
     """
 
     def __init__(self, many: int | None = None, clock: Callable[[], float] = time.perf_counter):
-        self.many = many
+        self.many = self.before = many
         self.one: list[float] = []
         self.more: list[float] = []
         self.seen = 0
@@ -106,6 +107,10 @@ class ThreadProbe:
         if self.active and state.threads:
             self.many = None
             torch.set_num_threads(state.threads)
+
+    def close(self) -> None:
+        if self.before is not None:
+            torch.set_num_threads(self.before)
 
     def start(self) -> None:
         """An epoch is about to gather its first batch: time from now."""
