@@ -109,6 +109,7 @@ class ThreadProbe:
             torch.set_num_threads(state.threads)
 
     def close(self) -> None:
+        """The run has ended: the process's own thread count again (a probing run's only)."""
         if self.before is not None:
             torch.set_num_threads(self.before)
 
@@ -126,12 +127,13 @@ class ThreadProbe:
         self.seen += 1
         if self.seen > WARMUP:
             (self.one if len(self.one) < TIMED else self.more).append(rate)
-        if decided(self.one, self.more) is None:
+        verdict = decided(self.one, self.more)
+        if verdict is None:
             if len(self.one) == TIMED and not self.more:  # one thread is timed: now all
                 torch.set_num_threads(self.many)
             return None
         rates = {1: statistics.median(self.one), self.many: statistics.median(self.more)}
-        chosen = self.many if decided(self.one, self.more) else 1
+        chosen = self.many if verdict else 1
         self.many, self.chosen_in = None, state.epoch + 1
         torch.set_num_threads(chosen)
         state.threads, state.thread_rates = chosen, rates
