@@ -1,8 +1,11 @@
 """Training throughput of the project's default path against a plain eager path, per network family.
 
     python benchmarks/throughput.py [--quick] [--json FILE] [--device auto|cpu|cuda] [--threads N]
-                                    [--families fc-static,conv-shapes,conv-mnist] [--compile]
+                                    [--family NAME ...] [--compile] [--profile-steps N]
                                     [--precision auto|fp32|bf16] [--cpu-matmul auto|blas|onednn]
+
+Families (``--family`` repeatable, or ``--families a,b``; default all): ``fc-static``,
+``conv-shapes``, ``conv-mnist``.
 
 For each family it trains (noise, forward, backward, Adam step) on in-memory random data through the
 same loop the trainer runs (``grouping.data.batches.Prefetcher`` over ``grouping.data.batches.iterate_batches``
@@ -12,7 +15,16 @@ feeding ``grouping.training.batch_step.TrainStep``) and reports the median image
 * ``fast``: the project default, i.e. ``train.precision = auto`` (bf16 matmuls with fp32 elementwise
   work where the device multiplies bf16 natively), ``train.cpu_matmul = auto`` (fp32 linear layers
   through oneDNN where MKL would run its AVX2 kernels, ``grouping.cpu_linear``), ``train.prefetch``
-  by device (2 on CUDA, off on the CPU) and ``train.compile`` off (on with ``--compile``).
+  by device (2 on CUDA, off on the CPU) and ``train.compile`` off;
+* ``compile`` (only with ``--compile``: its cold start takes 20-150 s per family on a small CPU):
+  the ``fast`` path with ``train.compile`` on. Its images/s are timed with the others, after
+  warm-up; ``compile_seconds`` is the cold start, from the first call of a fresh compiled step
+  until that step has finished.
+
+Where the time goes: a profile of ``--profile-steps`` real steps of the ``fast`` path (after the
+warm-up), split into matmuls and convolutions, norms, the network's other work, the E-step and loss,
+Adam, data and noise, and the rest (``benchmarks/step_profile.py`` says how each op is assigned);
+the shares sum to 1. On the CPU they are shares of wall time, profiler overhead included.
 
 The two paths run interleaved, repeat by repeat, on two models with the same initial weights, and the
 speed-up is the median of the per-repeat ratios: on a machine shared with other work the absolute
@@ -66,6 +78,9 @@ from grouping.engine.em import NeuralEM
 from grouping.plugins.interfaces import ArraySplit, Likelihood, NetworkSpec, Noise
 from grouping.plugins.registry import get_registry
 from grouping.training.batch_step import TrainStep
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling module below, when imported
+from step_profile import first_step_seconds, print_breakdown, profile_breakdown
 
 # --------------------------------------------------------------------------------------------------
 # stand-ins for plugins that may not be installed
@@ -401,27 +416,42 @@ def peak_memory_mb(
     return total / 2**20
 
 
-def bench_family(family: Family, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
-    quick_conv = args.quick and not family.static
-    batch = args.batch or (QUICK_CONV_BATCH if quick_conv else 64)
-    split = make_split(family, batch * 4, seed=1)
-    precision: Precision = resolve_precision(args.precision, device)
-    paths = []
-    onednn = False
-    for label, prec, prefetch, compile_, cpu_matmul in (
-        ("eager", "fp32", 0, False, "blas"),
-        ("fast", precision, 2 if device.type == "cuda" else 0, args.compile, args.cpu_matmul),
-    ):
+def make_paths(
+    family: Family, args: argparse.Namespace, device: torch.device, precision: Precision
+) -> tuple[list[Path_], bool]:
+    """The ``eager`` and ``fast`` paths (and ``compile`` with ``--compile``) on models with the same
+    initial weights; and whether the fast path's fp32 linears go through oneDNN."""
+    prefetch = 2 if device.type == "cuda" else 0
+    settings = [("eager", "fp32", 0, False, "blas"), ("fast", precision, prefetch, False, None)]
+    if args.compile:
+        settings.append(("compile", precision, prefetch, True, None))
+    paths, onednn = [], False
+    for label, prec, depth, compile_, cpu_matmul in settings:
         model, noise = build(family, seed=0)
         model = model.to(device)
-        onednn = use_cpu_matmul(model, cpu_matmul, device)
+        fast_linears = use_cpu_matmul(model, cpu_matmul or args.cpu_matmul, device)
+        onednn = onednn or (label == "fast" and fast_linears)
         step = TrainStep(
             model, torch.optim.Adam(model.parameters(), lr=1e-3), noise, device,
             precision=prec, compile=compile_,  # type: ignore[arg-type]
         )  # fmt: skip
         g = torch.Generator(device=device).manual_seed(0)
-        paths.append(Path_(label, step, prefetch, g))
-    eager, fast = paths
+        paths.append(Path_(label, step, depth, g))
+    return paths, onednn
+
+
+def bench_family(family: Family, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    quick_conv = args.quick and not family.static
+    batch = args.batch or (QUICK_CONV_BATCH if quick_conv else 64)
+    split = make_split(family, batch * 4, seed=1)
+    precision: Precision = resolve_precision(args.precision, device)
+    paths, onednn = make_paths(family, args, device, precision)
+    eager, fast = paths[:2]
+    compiled = paths[2] if len(paths) > 2 else None
+    frames = family.steps + 1
+    compile_s = None
+    if compiled is not None:  # first, so that nothing else has compiled anything for it
+        compile_s = first_step_seconds(compiled.step, split, frames, batch, compiled.generator)
     flops, eager_products = record_products(eager, split, family, batch, device)
     _, fast_products = record_products(fast, split, family, batch, device)
     # The dense rates are measured before and after the timed steps and each shape's best is kept:
@@ -430,7 +460,7 @@ def bench_family(family: Family, args: argparse.Namespace, device: torch.device)
     for products in (fast_products, eager_products):
         workload_peak(products, device, args.peak_seconds, rates)
     t0 = time.perf_counter()
-    for p in paths:  # warm-up (and compilation, when asked)
+    for p in paths:  # warm-up (and any recompilation)
         run_steps(p, split, family, batch, args.warmup, device)
     warm_s = time.perf_counter() - t0
     ratios = []
@@ -438,6 +468,11 @@ def bench_family(family: Family, args: argparse.Namespace, device: torch.device)
         for p in paths:
             p.rates.append(run_steps(p, split, family, batch, args.steps, device))
         ratios.append(fast.rates[-1] / eager.rates[-1])
+    shares = None
+    if args.profile_steps:
+        shares = profile_breakdown(
+            fast.step, split, frames, batch, args.profile_steps, fast.prefetch, fast.generator
+        )
     peak = workload_peak(fast_products, device, args.peak_seconds, rates)
     fp32_peak = workload_peak(eager_products, device, args.peak_seconds, rates)
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
@@ -461,6 +496,9 @@ def bench_family(family: Family, args: argparse.Namespace, device: torch.device)
         "fraction_of_peak": gflops / peak.best,
         "speedup_vs_eager": statistics.median(ratios),
         "peak_memory_mb": peak_memory_mb(fast, split, family, batch, device),
+        "compile_images_per_s": statistics.median(compiled.rates) if compiled else None,
+        "compile_seconds": compile_s,
+        "breakdown": shares,
         # context
         "what": family.what,
         "components": family.components,
@@ -469,6 +507,8 @@ def bench_family(family: Family, args: argparse.Namespace, device: torch.device)
         "precision": precision,
         "cpu_matmul": "onednn" if onednn else "blas",
         "compile": bool(args.compile),
+        "compile_rates": compiled.rates if compiled else None,
+        "profile_steps": args.profile_steps,
         "mm_peak_gflops_per_s": peak.mm,
         "fraction_of_mm_peak": gflops / peak.mm,
         "square_peak_gflops_per_s": square,
@@ -515,6 +555,14 @@ def print_table(rows: list[dict[str, Any]], device: torch.device, threads: int) 
             f"{r['peak_memory_mb']:6.1f}"
         )
     for r in rows:
+        if r["compile_images_per_s"] is not None:
+            print(
+                f"compile ({r['family']}): {r['compile_images_per_s']:.1f} images/s "
+                f"({r['compile_images_per_s'] / r['images_per_s']:.2f}x the default path), "
+                f"first step after {r['compile_seconds']:.1f} s"
+            )
+    print_breakdown(rows)
+    for r in rows:
         for note in r["notes"]:
             print(f"note ({r['family']}): {note}")
 
@@ -533,11 +581,22 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--json", type=Path, help="write one object per family to this file")
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     ap.add_argument("--threads", type=int, help="CPU threads (default: torch's, all cores)")
-    ap.add_argument("--families", default=",".join(f.name for f in FAMILIES))
+    names = [f.name for f in FAMILIES]
+    ap.add_argument(
+        "--family", action="append", choices=names, help="run only this family (repeatable)"
+    )
+    ap.add_argument("--families", help="comma-separated families (default: all)")
     ap.add_argument(
         "--precision", default="auto", choices=["auto", "fp32", "bf16"], help="fast path"
     )
-    ap.add_argument("--compile", action="store_true", help="torch.compile the fast path")
+    ap.add_argument(
+        "--compile", action="store_true",
+        help="also time the fast path with train.compile on, and its cold start (slow: 20-150 s)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--profile-steps", type=int,
+        help="fast-path steps profiled for the time breakdown (3; 2 with --quick; 0: none)",
+    )  # fmt: skip
     ap.add_argument(
         "--cpu-matmul", default="auto", choices=["auto", "blas", "onednn"],
         help="fp32 linear kernel of the fast path on the CPU (train.cpu_matmul)",
@@ -556,6 +615,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.repeats = args.repeats or (3 if quick else 5)
     args.warmup = args.warmup if args.warmup is not None else (1 if quick else 3)
     args.peak_seconds = 2.0 if quick else 8.0  # per workload peak, over its distinct shapes
+    if args.profile_steps is None:
+        args.profile_steps = 2 if quick else 3
     return args
 
 
@@ -564,7 +625,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    wanted = args.families.split(",")
+    wanted = [*(args.family or []), *(args.families.split(",") if args.families else [])]
+    wanted = wanted or [f.name for f in FAMILIES]
     unknown = set(wanted) - {f.name for f in FAMILIES}
     if unknown:
         print(

@@ -6,6 +6,7 @@ import dataclasses
 import importlib.util
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -73,16 +74,87 @@ def test_workload_peak_is_flops_over_the_time_of_the_dense_products() -> None:
     assert peak.mm == pytest.approx(10_000 / (2_000 + 2_000))
 
 
-def test_quick_json_has_the_issue_keys(tmp_path: Path) -> None:
-    tp = _load()
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """``--threads 1`` for a tiny run (two threads beside other jobs can be many times slower);
+    the session's thread count comes back afterwards."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def _tiny_run(tp, tmp_path: Path, *extra: str) -> dict:  # type: ignore[no-untyped-def]
     out = tmp_path / "b.json"
     code = tp.main(
-        ["--families", "fc-static", "--batch", "2", "--steps", "1", "--repeats", "1",
-         "--warmup", "0", "--quick", "--json", str(out), "--precision", "fp32"]
+        ["--family", "fc-static", "--batch", "2", "--steps", "1", "--repeats", "1", "--threads",
+         "1", "--warmup", "0", "--quick", "--json", str(out), "--precision", "fp32", *extra]
     )  # fmt: skip
     assert code == 0
     (row,) = json.loads(out.read_text())
+    return row  # type: ignore[no-any-return]
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_quick_json_has_the_issue_keys(tmp_path: Path) -> None:
+    tp = _load()
+    row = _tiny_run(tp, tmp_path, "--profile-steps", "1")
     for key in ("family", "images_per_s", "gflops_per_s", "peak_gflops_per_s",
-                "fraction_of_peak", "speedup_vs_eager", "peak_memory_mb"):  # fmt: skip
+                "fraction_of_peak", "speedup_vs_eager", "peak_memory_mb",
+                "compile_images_per_s", "compile_seconds", "breakdown"):  # fmt: skip
         assert key in row
     assert row["family"] == "fc-static" and row["images_per_s"] > 0 and row["peak_memory_mb"] > 0
+    # compile is not measured without --compile
+    assert row["compile_images_per_s"] is None and row["compile_seconds"] is None
+    shares = row["breakdown"]
+    assert list(shares) == list(sys.modules["step_profile"].CATEGORIES)
+    assert all(v >= 0.0 for v in shares.values())
+    assert abs(sum(shares.values()) - 1.0) < 1e-9
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_compile_column_times_the_compiled_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ``--compile`` plumbing, with torch.compile stubbed out (its cold start is the business of
+    tests/test_compiled_step.py)."""
+    tp = _load()
+    compiled: list[object] = []
+    monkeypatch.setattr(torch, "compile", lambda module: compiled.append(module) or module)
+    monkeypatch.setattr(tp, "dense_rate", lambda shape, device, seconds: tp.Rate(1.0, 1.0))
+    row = _tiny_run(tp, tmp_path, "--compile", "--profile-steps", "0")
+    assert len(compiled) == 1  # the compile path only: eager and fast stay the default
+    assert row["compile_images_per_s"] > 0 and row["compile_seconds"] > 0
+    assert row["compile"] is True and row["breakdown"] is None
+
+
+def test_family_selects_families(monkeypatch: pytest.MonkeyPatch) -> None:
+    tp = _load()
+    ran: list[str] = []
+
+    def fake(family, args, device):  # type: ignore[no-untyped-def]
+        ran.append(family.name)
+        raise SystemExit(0)  # stop before printing a table of stubs
+
+    monkeypatch.setattr(tp, "bench_family", fake)
+    with pytest.raises(SystemExit):
+        tp.main(["--family", "conv-mnist", "--family", "fc-static"])
+    assert ran == ["fc-static"]  # in the script's order, the first one ran
+    with pytest.raises(SystemExit) as exc:
+        tp.parse(["--family", "nope"])
+    assert exc.value.code == 2
+
+
+def test_breakdown_assigns_the_step_phases() -> None:
+    """A profiled fc step: products, the network's elementwise work, the EM, Adam and data all
+    show; an fc network without layer norm has no norm time; the shares sum to 1."""
+    tp = _load()
+    fam = dataclasses.replace(tp.FAMILIES[0], steps=2, network_options={"hidden": 8}, notes=[])
+    model, noise = tp.build(fam, seed=0)
+    step = tp.TrainStep(model, torch.optim.Adam(model.parameters()), noise, torch.device("cpu"))
+    split = tp.make_split(fam, 4, seed=1)
+    shares = tp.profile_breakdown(step, split, fam.steps + 1, 2, 2, 0, torch.Generator())
+    assert shares["norm"] == 0.0
+    for key in ("matmul_conv", "elementwise", "em", "optimizer", "data_noise", "other"):
+        assert shares[key] > 0.0, key
+    assert abs(sum(shares.values()) - 1.0) < 1e-9
+    assert "m_step" not in vars(model) and step.forward is model  # instrumentation undone
