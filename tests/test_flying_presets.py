@@ -45,3 +45,18 @@ def test_one_epoch_of_the_flying_shapes_preset_runs_on_the_cpu(tmp_path: Path) -
     assert summary["data_source"]["dataset"] == "flying-shapes"
     assert summary["data_source"]["frames"] == 21
     assert len(summary["test"]["ami_per_step"]) == 20
+
+
+def test_the_cpu_preset_differs_from_the_paper_only_where_it_says() -> None:
+    """``flying-shapes-3-cpu``: the paper's data, K, T, noise and loss; a small conv net, batch 16,
+    Adam 4e-3, a 50-minute cap and the last model tested (docs/reproduction.md, runs r3 and r5)."""
+    cpu, paper = (
+        resolve(build_config("flying-shapes-3-cpu")),
+        resolve(build_config("flying-shapes-3")),
+    )
+    assert cpu.model == paper.model and cpu.noise == paper.noise
+    assert cpu.likelihood == paper.likelihood and cpu.updater == paper.updater
+    assert cpu.dataset.options() == paper.dataset.options()
+    assert tuple(cpu.network.options()["encoder_channels"]) == (16, 32)
+    assert (cpu.train.lr, cpu.train.batch_size, cpu.train.max_minutes) == (4e-3, 16, 50)
+    assert cpu.train.test_checkpoint == "last" and cpu.dataset.test_size >= 1000
