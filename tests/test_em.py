@@ -11,7 +11,15 @@ from grouping_plugins.fc import FCNetwork
 from grouping_plugins.rnn_em import RNNEM
 from torch import Tensor
 
-from grouping.engine.em import E_STEP_FLOOR, NeuralEM, e_step, initial_gamma, step_loss, upper_bound
+from grouping.engine.em import (
+    E_STEP_FLOOR,
+    NeuralEM,
+    e_step,
+    initial_gamma,
+    smooth_gamma,
+    step_loss,
+    upper_bound,
+)
 from grouping.plugins.interfaces import NetworkSpec, PluginConfig, Updater
 from tests.fakes import IdentityNetwork
 
@@ -28,6 +36,41 @@ def test_initial_gamma_sums_to_one_and_is_random() -> None:
     assert torch.equal(
         initial_gamma((2, 1, 3, 3, 1), g, torch.device("cpu")), torch.ones(2, 1, 3, 3, 1)
     )
+
+
+def _neighbours_agree(gamma: Tensor) -> float:
+    """The fraction of horizontally adjacent pixels whose argmax component is the same."""
+    owner = gamma[..., 0].argmax(dim=1)
+    return (owner[..., 1:] == owner[..., :-1]).float().mean().item()
+
+
+def test_smooth_gamma_sums_to_one_and_is_spatially_coherent() -> None:
+    g = torch.Generator().manual_seed(0)
+    cpu = torch.device("cpu")
+    gamma = smooth_gamma((8, 3, 28, 28, 1), 3, g, cpu)
+    assert gamma.shape == (8, 3, 28, 28, 1)
+    torch.testing.assert_close(gamma.sum(dim=1), torch.ones(8, 28, 28, 1))
+    assert not torch.equal(gamma, smooth_gamma((8, 3, 28, 28, 1), 3, g, cpu))
+    # regions, not salt and pepper: with 3 components a pixel init agrees 1/3 of the time
+    assert _neighbours_agree(gamma) > 0.9
+    assert _neighbours_agree(initial_gamma((8, 3, 28, 28, 1), g, cpu)) < 0.45
+    assert torch.equal(smooth_gamma((2, 1, 5, 5, 1), 3, g, cpu), torch.ones(2, 1, 5, 5, 1))
+
+
+def test_the_model_draws_the_gamma_init_its_config_names() -> None:
+    from grouping.config.loading import build_config
+    from grouping.engine.assembly import build_model
+
+    def model_for(*assignments: str) -> NeuralEM:
+        config = build_config("quickstart", assignments=list(assignments))
+        return build_model(config, (28, 28, 1))
+
+    assert model_for().gamma_grid is None
+    smooth = model_for("model.gamma_init=smooth", "model.gamma_init_grid=4")
+    assert smooth.gamma_grid == 4
+    targets = torch.zeros(2, 3, 28, 28, 1)
+    _, gamma, _ = smooth.start(targets, torch.Generator().manual_seed(1))
+    assert _neighbours_agree(gamma) > 0.9
 
 
 def test_e_step_sums_to_one_and_matches_hand_computation() -> None:

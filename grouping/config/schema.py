@@ -93,6 +93,13 @@ class ModelConfig(_Strict):
     )
     loss_inter_weight: float = Field(default=1.0, ge=0.0, allow_inf_nan=False)
     pred_init: float = Field(default=0.0, allow_inf_nan=False, description="psi before step 1")
+    gamma_init: Literal["pixel", "smooth"] = Field(
+        default="pixel",
+        description="gamma^(0): 'pixel' (the paper's |N(0,1)| per pixel) or 'smooth' regions",
+    )
+    gamma_init_grid: int = Field(
+        default=3, ge=1, le=64, description="the coarse grid of a 'smooth' gamma^(0)"
+    )
 
     @model_validator(mode="after")
     def _weights_match_steps(self) -> ModelConfig:

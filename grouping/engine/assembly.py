@@ -148,6 +148,7 @@ def build_model(
         gradient_gamma=m.gradient_gamma,
         inter_weight=m.loss_inter_weight,
         pred_init=m.pred_init,
+        gamma_grid=m.gamma_init_grid if m.gamma_init == "smooth" else None,
     )
 
 

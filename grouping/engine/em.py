@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
@@ -42,6 +43,27 @@ def initial_gamma(
         return torch.ones(shape, device=device)
     g = torch.randn(shape, generator=generator, device=device).abs()
     return g / g.sum(dim=1, keepdim=True)
+
+
+#: How sharply a smooth gamma^(0) splits the image: the coarse logits are scaled by this.
+SMOOTH_SHARPNESS = 4.0
+
+
+def smooth_gamma(
+    shape: tuple[int, ...], grid: int, generator: torch.Generator | None, device: torch.device
+) -> Tensor:
+    """A spatially coherent gamma^(0) (``model.gamma_init = "smooth"``, not the paper's):
+    softmax over K of N(0, 1) logits drawn on a grid x grid lattice and upsampled bilinearly.
+
+    Each component starts out owning a few random regions of the frame instead of a random third
+    of every pixel, so the copies differ from step 1 on (docs/reproduction.md, issue 14).
+    """
+    b, k, h, w, _ = shape
+    if k == 1:
+        return torch.ones(shape, device=device)
+    z = torch.randn((b, k, grid, grid), generator=generator, device=device)
+    z = F.interpolate(z, size=(h, w), mode="bilinear", align_corners=False)
+    return torch.softmax(SMOOTH_SHARPNESS * z, dim=1).unsqueeze(-1)
 
 
 def e_step(likelihood: Likelihood, target: Tensor, psi: Tensor) -> Tensor:
@@ -104,6 +126,7 @@ class NeuralEM(nn.Module):
         gradient_gamma: bool = True,
         inter_weight: float = 1.0,
         pred_init: float = 0.0,
+        gamma_grid: int | None = None,
     ) -> None:
         super().__init__()
         self.updater = updater
@@ -117,6 +140,8 @@ class NeuralEM(nn.Module):
         self.gradient_gamma = gradient_gamma
         self.inter_weight = inter_weight
         self.pred_init = pred_init
+        #: None: the paper's per-pixel gamma^(0); an int: :func:`smooth_gamma` on that grid.
+        self.gamma_grid = gamma_grid
         #: Recompute each EM step in the backward pass instead of keeping its activations, so that
         #: memory no longer grows with the network's activations times T (``train.checkpoint_steps``).
         self.checkpoint_steps = False
@@ -164,7 +189,11 @@ class NeuralEM(nn.Module):
         """The state before step 1 (spec 2.6): random gamma^(0), psi = pred_init, zero state."""
         b, _, h, w, c = targets.shape
         k, device = self.components, targets.device
-        gamma = initial_gamma((b, k, h, w, 1), generator, device)
+        shape = (b, k, h, w, 1)
+        if self.gamma_grid is None:
+            gamma = initial_gamma(shape, generator, device)
+        else:
+            gamma = smooth_gamma(shape, self.gamma_grid, generator, device)
         psi = torch.full((b, k, h, w, c), self.pred_init, device=device, dtype=targets.dtype)
         state = self.checked_updater.initial_state(b * k, device, targets.dtype)
         return psi, gamma, state
