@@ -133,7 +133,7 @@ def test_two_stages_chain_their_checkpoints(tmp_path: Path) -> None:
     assert one["config"]["dataset"]["pool"] == 20 and one["config"]["train"]["lr"] == 0.001
     assert one["config"]["train"].get("init_from") is None
     assert two["config"]["dataset"]["pool"] == 500 and two["config"]["train"]["lr"] == 0.0005
-    assert two["config"]["train"]["init_from"] == str(first)
+    assert two["config"]["train"]["init_from"] == str(first / "checkpoints" / "best.pt")
     assert two["data_source"]["pool_size"] == 500
     summary = json.loads((out / "summary.json").read_text())
     assert [s["name"] for s in summary["stages"]] == ["1-pool-20", "2-pool-500"]
@@ -143,6 +143,22 @@ def test_two_stages_chain_their_checkpoints(tmp_path: Path) -> None:
     model = assemble(resolve(build_config(str(second / "config.toml")))).model
     optimizer = torch.optim.Adam(model.parameters())
     assert str(second) in init_from(model, optimizer, out, torch.device("cpu"))
+
+
+def test_a_stage_that_tests_its_last_model_hands_that_one_on(tmp_path: Path) -> None:
+    """A curriculum over the unroll (flying-shapes-3-cpu): T = 2, then T = 3, each stage testing
+    and handing on its last model, since its validation loss does not track the grouping."""
+    stages = [
+        '{name = "short", overrides = {model = {steps = 2}}}',
+        '{name = "long", overrides = {model = {steps = 3}}}',
+    ]
+    assignments = [*TINY, "train.test_checkpoint=last", f"stages=[{', '.join(stages)}]"]
+    out = tmp_path / "curriculum"
+    train(build_config("quickstart", assignments=assignments), out)
+    short, long = (json.loads((out / n / "summary.json").read_text()) for n in ("short", "long"))
+    assert (short["config"]["model"]["steps"], long["config"]["model"]["steps"]) == (2, 3)
+    assert long["config"]["train"]["init_from"] == str(out / "short" / "checkpoints" / "last.pt")
+    assert len(short["test"]["ami_per_step"]) == 2 and len(long["test"]["ami_per_step"]) == 3
 
 
 def test_a_bad_stage_fails_before_any_training(tmp_path: Path) -> None:

@@ -1,8 +1,8 @@
 """Stage-wise training (spec 7): a config whose ``stages`` list is not empty runs as a chain of runs.
 
 Stage i is the config with ``stages[i].overrides`` merged in, trained as a full run (own early
-stopping) in ``OUT/<stage name>/`` and started from stage i - 1's best checkpoint, weights and
-optimizer state (``train.init_from``); the first stage starts from ``train.init_from`` if the config
+stopping) in ``OUT/<stage name>/`` and started from the checkpoint stage i - 1 tested (its best, or
+its last with ``train.test_checkpoint = "last"``), weights and optimizer state (``train.init_from``); the first stage starts from ``train.init_from`` if the config
 sets it. Every stage config is built and validated before the first stage trains, so a typo in the
 last stage fails at once, not hours later.
 
@@ -54,7 +54,7 @@ def train_stages(
     registry: Registry | None = None,
     tensorboard: bool = False,
 ) -> RunResult:
-    """Train every stage in order, each from the previous stage's best checkpoint."""
+    """Train every stage in order, each from the checkpoint the previous stage tested."""
     if not config.stages:
         raise ConfigError("this config has no stages; use grouping.train")
     t0 = time.perf_counter()
@@ -75,7 +75,7 @@ def train_stages(
             )
         reporter.message(f"stage {i} of {len(configs)}: {stage.name}")
         result = run_stage(stage_config, root / stage.name, reporter, registry, tensorboard, auto)
-        previous = str(result.path)
+        previous = str(handover(stage_config, result.path))
         stages.append(stage_record(stage.name, result))
     assert result is not None  # there is at least one stage
     summary = {
@@ -89,6 +89,14 @@ def train_stages(
     if main:
         RunDir(root).write_summary(summary)
     return RunResult(root, summary)
+
+
+def handover(config: RunConfig, folder: Path) -> Path:
+    """The checkpoint the next stage starts from: the model this stage tested, so that a stage
+    whose validation loss does not track its grouping (``test_checkpoint = "last"``) hands on its
+    last model, not an early best-loss one."""
+    run = RunDir(folder)
+    return run.last if config.train.test_checkpoint == "last" else run.best
 
 
 def run_stage(
