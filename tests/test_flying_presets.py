@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from grouping.cli.main import cli
 from grouping.config.loading import build_config
 from grouping.engine.assembly import resolve
+from grouping.training.stages import stage_configs
 
 
 @pytest.mark.parametrize(
@@ -49,14 +50,18 @@ def test_one_epoch_of_the_flying_shapes_preset_runs_on_the_cpu(tmp_path: Path) -
 
 def test_the_cpu_preset_differs_from_the_paper_only_where_it_says() -> None:
     """``flying-shapes-3-cpu``: the paper's data, K, T, noise and loss; a small conv net, batch 16,
-    Adam 4e-3, a 50-minute cap and the last model tested (docs/reproduction.md, runs r3 and r5)."""
-    cpu, paper = (
-        resolve(build_config("flying-shapes-3-cpu")),
-        resolve(build_config("flying-shapes-3")),
-    )
-    assert cpu.model == paper.model and cpu.noise == paper.noise
-    assert cpu.likelihood == paper.likelihood and cpu.updater == paper.updater
-    assert cpu.dataset.options() == paper.dataset.options()
-    assert tuple(cpu.network.options()["encoder_channels"]) == (16, 32)
-    assert (cpu.train.lr, cpu.train.batch_size, cpu.train.max_minutes) == (4e-3, 16, 50)
-    assert cpu.train.test_checkpoint == "last" and cpu.dataset.test_size >= 1000
+    Adam 4e-3, the last model tested, and a curriculum: 80k sequences at T = 5, then T = 20, at
+    most 10 + 45 minutes (docs/reproduction.md, runs r5, c1 and c1b)."""
+    config = build_config("flying-shapes-3-cpu")
+    short, full = stage_configs(config)
+    paper = resolve(build_config("flying-shapes-3"))
+    assert [stage.name for stage in config.stages] == ["1-unroll-5", "2-unroll-20"]
+    assert full.model == paper.model and full.noise == paper.noise
+    assert short.model == paper.model.model_copy(update={"steps": 5})
+    assert full.likelihood == paper.likelihood and full.updater == paper.updater
+    assert full.dataset.options() == paper.dataset.options() == short.dataset.options()
+    assert tuple(full.network.options()["encoder_channels"]) == (16, 32)
+    assert (full.train.lr, full.train.batch_size, full.train.max_minutes) == (4e-3, 16, 45)
+    assert (short.train.epochs, short.train.max_minutes) == (8, 10)
+    for stage in (short, full):
+        assert stage.train.test_checkpoint == "last" and stage.dataset.test_size >= 1000
