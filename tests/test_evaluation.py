@@ -55,6 +55,21 @@ def test_evaluating_without_changes_reproduces_the_run_s_test_scores(trained: Pa
     assert result["changed"] == {} and result["epoch"] == 1 and result["split"] == "test"
 
 
+def test_a_run_that_tested_its_last_model_is_evaluated_on_it(tmp_path: Path) -> None:
+    """With ``train.test_checkpoint = "last"`` the default checkpoint is last.pt, so evaluating
+    the run as it is gives its summary's test scores; --checkpoint best still picks the other."""
+    path = tmp_path / "last"
+    assignments = [*FLY_TINY, "train.epochs=2", "train.test_checkpoint=last"]
+    grouping.train(build_config("flying-shapes-3", assignments=assignments), path)
+    test = json.loads((path / "summary.json").read_text())["test"]
+    result = grouping.evaluate(path)
+    assert result["checkpoint"] == "last" and result["epoch"] == 2
+    assert (result["ami"], result["upper_bound"]) == (test["ami"], test["upper_bound"])
+    assert grouping.evaluate(path, checkpoint="best")["checkpoint"] == "best"
+    table = invoke("evaluate", str(path))
+    assert table.exit_code == 0 and "last checkpoint" in table.output, table.output
+
+
 def test_evaluate_with_another_k_and_another_number_of_objects(trained: Path) -> None:
     result = invoke("evaluate", str(trained), "--set", "dataset.objects=5", "-k", "5", "--json")
     assert result.exit_code == 0, result.output
@@ -115,7 +130,7 @@ def test_a_run_without_checkpoints_or_config_is_refused(trained: Path, tmp_path:
     shutil.rmtree(copy / "checkpoints")
     result = invoke("evaluate", str(copy))
     assert result.exit_code == 2
-    assert result.output.strip().count("\n") == 0 and "has no checkpoints/best.pt" in result.output
+    assert result.output.strip().count("\n") == 0 and "has no checkpoints/last.pt" in result.output
     with pytest.raises(RunDirError, match="not a run folder"):
         grouping.evaluate(tmp_path / "nothing")
 

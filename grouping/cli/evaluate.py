@@ -23,7 +23,11 @@ out_console = Console()
 @click.option("-k", "--components", type=int, help="K for evaluation (weights are shared)")
 @click.option("--steps", type=int, help="T, EM steps to unroll (may exceed training's)")
 @click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True)
-@click.option("--checkpoint", type=click.Choice(CHECKPOINTS), default="best", show_default=True)
+@click.option(
+    "--checkpoint",
+    type=click.Choice(CHECKPOINTS),
+    help="best or last (default: the one the run tested, train.test_checkpoint)",
+)
 @click.option("--device", help="auto, cpu, cuda or cuda:N (default: the run's)")
 @click.option(
     "--set",
@@ -39,7 +43,7 @@ def evaluate_command(
     components: int | None,
     steps: int | None,
     split: str,
-    checkpoint: str,
+    checkpoint: str | None,
     device: str | None,
     assignments: tuple[str, ...],
     as_json: bool,
@@ -53,13 +57,13 @@ def evaluate_command(
         steps=steps,
         assignments=assignments,
         split=split,  # type: ignore[arg-type]
-        checkpoint=checkpoint,  # type: ignore[arg-type]
+        checkpoint=checkpoint or "auto",  # type: ignore[arg-type]
         device=device,
     )
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
-        _print_scores(result, split, checkpoint)
+        _print_scores(result, split, result["checkpoint"])
 
 
 def _print_scores(result: dict[str, Any], split: str, checkpoint: str) -> None:

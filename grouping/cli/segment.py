@@ -46,7 +46,9 @@ class Printer:
 @click.option("--steps", type=click.IntRange(min=1), help="T, EM steps (default: the run's)")
 @click.option("-k", "--components", type=click.IntRange(min=1), help="K (default: the run's)")
 @click.option(
-    "--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True
+    "--checkpoint",
+    type=click.Choice(["best", "last"]),
+    help="best or last (default: the one the run tested, train.test_checkpoint)",
 )
 @click.option("--resize", is_flag=True, help="scale pictures to the model's image size")
 @click.option("--sequence", is_flag=True, help="a folder is the frames of one video")
@@ -59,7 +61,7 @@ def segment_command(
     out: Path,
     steps: int | None,
     components: int | None,
-    checkpoint: str,
+    checkpoint: str | None,
     resize: bool,
     sequence: bool,
     no_noise: bool,
@@ -76,7 +78,7 @@ def segment_command(
     printer = Printer(as_json)
     segment(
         run_dir, inputs, out, steps=steps, components=components,
-        checkpoint=checkpoint,  # type: ignore[arg-type]
+        checkpoint=checkpoint or "auto",  # type: ignore[arg-type]
         resize=resize, sequence=sequence, noise=not no_noise, device=device,
         on_record=printer.record, on_error=printer.error,
     )  # fmt: skip

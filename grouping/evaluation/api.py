@@ -27,13 +27,14 @@ def evaluate(
     steps: int | None = None,
     assignments: Sequence[str] = (),
     split: SplitName = "test",
-    checkpoint: Checkpoint = "best",
+    checkpoint: Checkpoint = "auto",
     device: str | None = None,
     per_image: bool = False,
     registry: Registry | None = None,
 ) -> dict[str, Any]:
     """Score a run's checkpoint on a split, with the overrides given; the API of ``grouping
-    evaluate``. ``run_dir`` may be ``pretrained:NAME``, a model shipped in the package.
+    evaluate``. ``run_dir`` may be ``pretrained:NAME``, a model shipped in the package;
+    ``checkpoint`` ``auto`` is the one the run tested (``train.test_checkpoint``).
 
     Returns :meth:`grouping.evaluation.scoring.Scores.summary` plus ``run_dir``, ``checkpoint``,
     ``epoch``, ``split``, ``changed`` ({key: [trained, now]}) and the evaluation's ``config``;
@@ -43,7 +44,7 @@ def evaluate(
     """
     if split not in SPLITS:
         raise RunDirError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
-    if checkpoint not in CHECKPOINTS:
+    if checkpoint not in (*CHECKPOINTS, "auto"):
         raise RunDirError(f"unknown checkpoint {checkpoint!r}; valid: {', '.join(CHECKPOINTS)}")
     run = load_trained(
         run_dir, checkpoint, device, overrides(dataset, components, steps), assignments,
@@ -61,7 +62,7 @@ def evaluate(
     )
     result = {
         "run_dir": str(run.path),
-        "checkpoint": checkpoint,
+        "checkpoint": run.checkpoint.stem,
         "epoch": run.epoch,
         "split": split,
         **scores.summary(),

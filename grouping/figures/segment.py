@@ -197,7 +197,7 @@ def segment(
     *,
     steps: int | None = None,
     components: int | None = None,
-    checkpoint: Checkpoint = "best",
+    checkpoint: Checkpoint = "auto",
     resize: bool = False,
     sequence: bool = False,
     noise: bool = True,
@@ -211,7 +211,7 @@ def segment(
     An input that cannot be used is passed to ``on_error`` as one line and the others are still
     written; without ``on_error``, :class:`SegmentFailed` is raised at the end, holding the records.
     """
-    if checkpoint not in CHECKPOINTS:
+    if checkpoint not in (*CHECKPOINTS, "auto"):
         raise RunDirError(f"unknown checkpoint {checkpoint!r}; valid: {', '.join(CHECKPOINTS)}")
     for name, value in (("steps", steps), ("components", components)):
         if value is not None and value < 1:

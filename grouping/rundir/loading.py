@@ -30,7 +30,7 @@ from grouping.rundir.checkpoint import load_checkpoint
 from grouping.rundir.folder import RunDir, final_run
 from grouping.rundir.pretrained import resolve_run
 
-#: Checkpoints a run folder holds (``checkpoints/<name>.pt``); ``auto`` takes best, else last.
+#: Checkpoints a run folder holds (``checkpoints/<name>.pt``); ``auto`` is the one the run tested.
 CHECKPOINTS = ("best", "last")
 Checkpoint = Literal["best", "last", "auto"]
 #: Config sections the weights depend on: they must be the same as in training.
@@ -70,10 +70,10 @@ def load_trained(
     ``device`` None means the run's own ``train.device``.
     """
     run = RunDir.open(final_run(resolve_run(run_dir)))
-    path = checkpoint_path(run, checkpoint)
     config = resolve(
         build_config(str(run.config_path), overrides or {}, list(assignments)), registry
     )
+    path = checkpoint_path(run, checkpoint, config.train.test_checkpoint)
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     if device is None or isinstance(device, str):
@@ -94,12 +94,14 @@ def load_trained(
     return LoadedRun(run.path, config, dataset, model, noise, path, epoch, trained)
 
 
-def checkpoint_path(run: RunDir, checkpoint: Checkpoint) -> Path:
-    """The checkpoint file asked for, or one line saying why there is none."""
+def checkpoint_path(run: RunDir, checkpoint: Checkpoint, tested: str = "best") -> Path:
+    """The checkpoint file asked for, or one line saying why there is none. ``auto`` is the one
+    the run tested (``tested``, its ``train.test_checkpoint``): best, or last where the run tests
+    its last model or has no best yet, so that scores and figures show the model of its summary."""
     if checkpoint not in (*CHECKPOINTS, "auto"):
         raise RunDirError(f"unknown checkpoint {checkpoint!r}; valid: {', '.join(CHECKPOINTS)}")
     if checkpoint == "auto":
-        checkpoint = "best" if run.best.is_file() else "last"
+        checkpoint = "best" if tested == "best" and run.best.is_file() else "last"
     path = run.best if checkpoint == "best" else run.last
     if not path.is_file():
         raise RunDirError(
