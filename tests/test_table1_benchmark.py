@@ -50,3 +50,30 @@ def test_table1_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     printed = capsys.readouterr().out
     assert "0.878 ± 0.003" in printed and "Figure 5" in printed
     assert (out / "5obj-K5" / "checkpoints" / "best.pt").is_file()
+
+
+def test_the_cpu_recipe_trains_every_run_with_the_cpu_preset() -> None:
+    table1 = load()
+    jobs = table1.jobs("cpu")
+    assert {job.preset for job in jobs} == {"flying-shapes-3-cpu"}
+    assert [(job.objects, job.components) for job in jobs] == [
+        (3, 3), (3, 5), (5, 3), (5, 5), (3, 1), (5, 1)
+    ]  # fmt: skip
+    assert {job.preset for job in table1.jobs()} >= {"flying-shapes-5", "flying-shapes-autoencoder"}
+    stages = {"stages": [{"train_images_per_s": 200.0, "train_s": 10.0},
+                         {"train_images_per_s": 50.0, "train_s": 20.0}]}  # fmt: skip
+    assert table1.trained_sequences(stages) == 3000
+    assert table1.trained_sequences({"train_images_per_s": 50.0, "train_s": 2.0}) == 100
+
+
+def test_only_picks_runs_and_refuses_an_unknown_name(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    table1 = load()
+    assert table1.parse(["--minutes", "1", "--only", "5obj-K5", "--only", "5obj-K1"])["only"] == [
+        "5obj-K5",
+        "5obj-K1",
+    ]
+    with pytest.raises(SystemExit) as exc:
+        table1.parse(["--minutes", "1", "--only", "4obj-K4"])
+    assert exc.value.code == 2 and "unknown run '4obj-K4'" in capsys.readouterr().err
