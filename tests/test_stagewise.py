@@ -105,6 +105,15 @@ def test_init_from_mismatched_shapes_is_one_line(source_run: Path, tmp_path: Pat
     assert "updater.network" in line and "must match the source run" in line
 
 
+def test_init_from_a_run_that_tested_its_last_model_takes_last_pt(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    train(build_config("quickstart", assignments=[*TINY, "train.test_checkpoint=last"]), source)
+    model = assemble(resolve(build_config("quickstart", assignments=TINY))).model
+    optimizer = torch.optim.Adam(model.parameters())
+    message = init_from(model, optimizer, source, torch.device("cpu"))
+    assert str(source / "checkpoints" / "last.pt") in message
+
+
 @pytest.mark.parametrize("what", ["not-a-run", "empty-run"])
 def test_init_from_a_folder_without_a_checkpoint(tmp_path: Path, what: str) -> None:
     folder = tmp_path / what

@@ -1,6 +1,7 @@
-"""Start a run from another run's best checkpoint (``grouping run --init-from RUN_DIR``).
+"""Start a run from another run's checkpoint (``grouping run --init-from RUN_DIR``): the one it
+tested, best by default.
 
-Stage-wise training (spec 7) starts each stage from the previous stage's best weights and, as the
+Stage-wise training (spec 7) starts each stage from the previous stage's weights and, as the
 original TF saver restored every variable, its Adam moment estimates too. The learning rate and the
 other optimizer settings stay those of the new run's config.
 """
@@ -13,21 +14,23 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from grouping.config.loading import read_toml
 from grouping.errors import RunDirError
 from grouping.rundir.checkpoint import load_checkpoint
 from grouping.rundir.folder import RunDir, final_run
 
 
 def checkpoint_of(source: Path) -> Path:
-    """The best checkpoint of a run folder (of its last stage for a stage-wise run), or the
-    checkpoint file itself."""
+    """The checkpoint a run folder tested (of its last stage for a stage-wise run): its best, or
+    its last with ``train.test_checkpoint = "last"``; or the checkpoint file itself."""
     if source.is_file():
         return source
     run = RunDir.open(final_run(source))
-    best = run.best
-    if not best.is_file():
-        raise RunDirError(f"--init-from {source} has no best checkpoint yet ({best})")
-    return best
+    tested = read_toml(run.config_path).get("train", {}).get("test_checkpoint", "best")
+    path = run.last if tested == "last" else run.best
+    if not path.is_file():
+        raise RunDirError(f"--init-from {source} has no {path.stem} checkpoint yet ({path})")
+    return path
 
 
 def _shape(t: Tensor) -> str:
