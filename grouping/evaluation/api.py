@@ -16,7 +16,7 @@ from grouping.errors import RunDirError
 from grouping.evaluation.scoring import score_split
 from grouping.plugins.interfaces import SPLITS, SplitName
 from grouping.plugins.registry import Registry
-from grouping.rundir.loading import CHECKPOINTS, Checkpoint, config_changes, load_trained
+from grouping.rundir.loading import Checkpoint, config_changes, load_trained
 
 
 def evaluate(
@@ -44,8 +44,6 @@ def evaluate(
     """
     if split not in SPLITS:
         raise RunDirError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
-    if checkpoint not in (*CHECKPOINTS, "auto"):
-        raise RunDirError(f"unknown checkpoint {checkpoint!r}; valid: {', '.join(CHECKPOINTS)}")
     run = load_trained(
         run_dir, checkpoint, device, overrides(dataset, components, steps), assignments,
         registry=registry,
