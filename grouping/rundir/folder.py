@@ -105,6 +105,11 @@ class RunDir:
     def last(self) -> Path:
         return self.path / "checkpoints" / "last.pt"
 
+    def tested(self, test_checkpoint: str) -> Path:
+        """The checkpoint a run with this ``train.test_checkpoint`` scores, hands on to the next
+        stage and starts ``--init-from`` from: ``last.pt`` for "last", else ``best.pt``."""
+        return self.last if test_checkpoint == "last" else self.best
+
     def append_metrics(self, record: dict[str, Any]) -> None:
         with open(self.path / METRICS, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")

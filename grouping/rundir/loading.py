@@ -100,9 +100,9 @@ def checkpoint_path(run: RunDir, checkpoint: Checkpoint, tested: str = "best") -
     its last model or has no best yet, so that scores and figures show the model of its summary."""
     if checkpoint not in (*CHECKPOINTS, "auto"):
         raise RunDirError(f"unknown checkpoint {checkpoint!r}; valid: {', '.join(CHECKPOINTS)}")
-    if checkpoint == "auto":
-        checkpoint = "best" if tested == "best" and run.best.is_file() else "last"
-    path = run.best if checkpoint == "best" else run.last
+    path = run.tested(tested if checkpoint == "auto" else checkpoint)
+    if checkpoint == "auto" and not path.is_file():
+        path = run.last  # a run that has not yet written a best checkpoint
     if not path.is_file():
         raise RunDirError(
             f"checkpoint not found: {run.path} has no checkpoints/{path.name}; the run has not "

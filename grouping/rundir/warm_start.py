@@ -27,7 +27,7 @@ def checkpoint_of(source: Path) -> Path:
         return source
     run = RunDir.open(final_run(source))
     tested = read_toml(run.config_path).get("train", {}).get("test_checkpoint", "best")
-    path = run.last if tested == "last" else run.best
+    path = run.tested(tested)
     if not path.is_file():
         raise RunDirError(f"--init-from {source} has no {path.stem} checkpoint yet ({path})")
     return path

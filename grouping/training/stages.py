@@ -1,10 +1,11 @@
 """Stage-wise training (spec 7): a config whose ``stages`` list is not empty runs as a chain of runs.
 
 Stage i is the config with ``stages[i].overrides`` merged in, trained as a full run (own early
-stopping) in ``OUT/<stage name>/`` and started from the checkpoint stage i - 1 tested (its best, or
-its last with ``train.test_checkpoint = "last"``), weights and optimizer state (``train.init_from``); the first stage starts from ``train.init_from`` if the config
-sets it. Every stage config is built and validated before the first stage trains, so a typo in the
-last stage fails at once, not hours later.
+stopping) in ``OUT/<stage name>/`` and started from the checkpoint stage i - 1 tested (its best,
+or its last with ``train.test_checkpoint = "last"``), weights and optimizer state
+(``train.init_from``); the first stage starts from ``train.init_from`` if the config sets it.
+Every stage config is built and validated before the first stage trains, so a typo in the last
+stage fails at once, not hours later.
 
 ::
 
@@ -95,8 +96,7 @@ def handover(config: RunConfig, folder: Path) -> Path:
     """The checkpoint the next stage starts from: the model this stage tested, so that a stage
     whose validation loss does not track its grouping (``test_checkpoint = "last"``) hands on its
     last model, not an early best-loss one."""
-    run = RunDir(folder)
-    return run.last if config.train.test_checkpoint == "last" else run.best
+    return RunDir(folder).tested(config.train.test_checkpoint)
 
 
 def run_stage(
