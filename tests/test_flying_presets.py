@@ -34,9 +34,9 @@ def test_presets_follow_the_paper_protocol(preset: str, objects: int, k: int) ->
 
 
 def test_one_epoch_of_the_flying_shapes_preset_runs_on_the_cpu(tmp_path: Path) -> None:
-    """``grouping run --preset flying-shapes-3 --epochs 1 --train-size 256`` with small
-    validation and test splits: the full conv network, 20 steps, 4 batches."""
-    args = ["run", "--preset", "flying-shapes-3", "--epochs", "1", "--train-size", "256"]
+    """``grouping run --preset flying-shapes-3 --epochs 1 --train-size 64`` with small
+    validation and test splits: the full conv network, 20 steps, one batch."""
+    args = ["run", "--preset", "flying-shapes-3", "--epochs", "1", "--train-size", "64"]
     small = ["--valid-size", "16", "--test-size", "16", "--set", "train.valid_samples=16"]
     out = tmp_path / "run"
     result = CliRunner().invoke(cli, [*args, *small, "--out", str(out), "--json"])
