@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from grouping.accel.device import make_generator
+from grouping.accel.precision import native_bf16
 from grouping.config.loading import build_config
 from grouping.engine.assembly import assemble, resolve
 from grouping.evaluation.scoring import score_split
@@ -53,6 +54,20 @@ def test_a_finished_run_leaves_no_lock_file(tiny_config: Any, tmp_path: Path) ->
     train(tiny_config(), out)
     assert (out / "summary.json").is_file()
     assert not (out / ".lock").exists()
+
+
+def test_the_summary_records_the_machine_and_the_precision_auto_chose(
+    tiny_config: Any, tmp_path: Path
+) -> None:
+    """``auto`` precision is bf16 on one CPU and fp32 on another: the summary says which ran."""
+    auto = train(tiny_config(), tmp_path / "auto").summary["machine"]
+    fp32 = train(tiny_config("train.precision=fp32"), tmp_path / "fp32").summary["machine"]
+    expected = "bf16" if native_bf16(torch.device("cpu")) else "fp32"
+    assert auto["precision"] == expected and fp32["precision"] == "fp32"
+    assert auto["native_bf16"] is native_bf16(torch.device("cpu"))
+    assert auto["torch"] == torch.__version__
+    assert auto["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert "gpu" not in auto
 
 
 def test_test_checkpoint_last_tests_the_model_training_left(

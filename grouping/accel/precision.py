@@ -98,3 +98,17 @@ def matmul_context(
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def machine_facts(device: torch.device, precision: str) -> dict[str, Any]:
+    """What a run's speed and numerics depend on, for ``summary.json``: the same config trains in
+    bf16 on one CPU and in fp32 on another (``auto``), several times slower without AVX-512."""
+    facts: dict[str, Any] = {
+        "torch": torch.__version__,
+        "precision": resolve_precision(precision, device),
+        "native_bf16": native_bf16(device),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
+    if device.type == "cuda":
+        facts["gpu"] = torch.cuda.get_device_name(device)
+    return facts

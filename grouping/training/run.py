@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from grouping.accel.precision import machine_facts
 from grouping.config.schema import RunConfig
 from grouping.errors import NonFiniteError
 from grouping.figures.groupings import FIGURE, animate_groupings, draw_groupings
@@ -120,6 +121,7 @@ def finished_summary(
         "train_s": seconds,
         "wall_s": time.perf_counter() - t0,
         "device": str(trainer.device),
+        "machine": machine_facts(trainer.device, trainer.config.train.precision),
         "threads": torch.get_num_threads(),
         "thread_probe": {str(n): r for n, r in state.thread_rates.items()} or None,  # img/s
         "parameters": sum(p.numel() for p in trainer.model.parameters()),
