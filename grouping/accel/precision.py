@@ -100,12 +100,13 @@ def matmul_context(
     return contextlib.nullcontext()
 
 
-def machine_facts(device: torch.device, precision: str) -> dict[str, Any]:
+def machine_facts(device: torch.device, precision: Precision) -> dict[str, Any]:
     """What a run's speed and numerics depend on, for ``summary.json``: the same config trains in
-    bf16 on one CPU and in fp32 on another (``auto``), several times slower without AVX-512."""
+    bf16 on one CPU and in fp32 on another (``auto``), several times slower without AVX-512.
+    ``precision`` is the one the run resolved and trained in."""
     facts: dict[str, Any] = {
         "torch": torch.__version__,
-        "precision": resolve_precision(precision, device),
+        "precision": precision,
         "native_bf16": native_bf16(device),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }

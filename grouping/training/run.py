@@ -121,7 +121,7 @@ def finished_summary(
         "train_s": seconds,
         "wall_s": time.perf_counter() - t0,
         "device": str(trainer.device),
-        "machine": machine_facts(trainer.device, trainer.config.train.precision),
+        "machine": machine_facts(trainer.device, trainer.step.precision),
         "threads": torch.get_num_threads(),
         "thread_probe": {str(n): r for n, r in state.thread_rates.items()} or None,  # img/s
         "parameters": sum(p.numel() for p in trainer.model.parameters()),
