@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 from grouping.accel.device import make_generator
@@ -78,4 +79,7 @@ def test_test_checkpoint_last_tests_the_model_training_left(
     out = tmp_path / "run"
     result = train(tiny_config("train.epochs=2", "train.test_checkpoint=last"), out)
     last = grouping.evaluate(out, checkpoint="last")
-    assert result.test["ami"] == last["ami"] and result.test["loss"] == last["loss"]
+    # the same model and data: the same groupings; the loss may differ in the last float bits, since
+    # bf16 products (auto on an AVX-512 BF16 CPU) sum in an order that depends on the threads
+    assert result.test["ami"] == last["ami"]
+    assert result.test["loss"] == pytest.approx(last["loss"], rel=1e-5)
