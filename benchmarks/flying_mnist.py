@@ -206,8 +206,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         trained = list(pool.map(train_regime, REGIMES, [args] * len(REGIMES)))
         scored = list(pool.map(evaluate_regime, trained, [args] * len(trained)))
     results = {t["regime"]: {**t, **s} for t, s in zip(trained, scored)}
-    print(f"budget: {args['minutes']:g} min of training per regime; {args['train_size']} "
-          f"training sequences; scores over {args['test_size']} test sequences")  # fmt: skip
+    for t in trained:
+        print(f"{t['regime']}: {t['train_s'] / 60:.1f} min of training, {t['epochs']} epochs, "
+              f"{t['path']}")  # fmt: skip
+    print(f"scores over {args['test_size']} test sequences")
     print(trained[0]["data_source"])
     print(table(results))
     print("AMI: last step (mean over steps); paper: mean ± std over 5 runs")
