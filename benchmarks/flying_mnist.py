@@ -22,7 +22,7 @@ mean over the steps (the paper does not say which it reports). With no MNIST fil
     python benchmarks/flying_mnist.py --minutes 60 --jobs 2 --out runs/flying-mnist --json fm.json
 
 ``--jobs 2`` trains the two regimes at once, each with one CPU thread. ``--direct-preset`` and
-``--stagewise-preset`` choose what each regime trains (for instance ``flying-mnist-cpu``), and
+``--stagewise-preset`` choose what each regime trains (a preset name or a TOML file), and
 ``--direct-run RUN`` / ``--stagewise-run RUN`` score a run folder that is already trained instead
 of training that regime again.
 """
@@ -85,11 +85,12 @@ def train_regime(regime: str, args: dict[str, Any]) -> dict[str, Any]:
 def trained_record(regime: str, path: Path, wall_s: float) -> dict[str, Any]:
     """What the table needs of a finished run folder, read from its ``summary.json``."""
     from grouping.config.loading import load_config_file
+    from grouping.rundir.folder import RunDir
 
-    summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
+    summary = RunDir(path).summary()
     # a stage-wise run's weights are those of its last stage
     last = Path(summary["stages"][-1]["path"]) if "stages" in summary else path
-    config = load_config_file(last / "config.toml")
+    config = load_config_file(RunDir(last).config_path)
     source = summary.get("data_source") or {}
     return {
         "regime": regime,
