@@ -239,6 +239,57 @@ def test_resize_conv_output_is_fp32_under_bf16_autocast() -> None:
     torch.testing.assert_close(y, up(x), rtol=0.05, atol=0.05)
 
 
+@pytest.mark.parametrize(("channels", "kernel"), [(1, 4), (3, 4), (2, 2), (1, 6)])
+def test_space_to_depth_conv_equals_the_strided_conv(channels: int, kernel: int) -> None:
+    """The first encoder layer's space-to-depth form gives the plain strided conv, and its grads."""
+    layer = conv._SameConv(channels, 5, kernel, stride=2).double()
+    assert layer.space_to_depth
+    x = torch.randn(2, channels, 8, 6, dtype=torch.float64, requires_grad=True)  # (N, C, H, W)
+    plain = layer.conv(nn.functional.pad(x, layer.pad))
+    fast = layer(x)
+    assert fast.shape == plain.shape == (2, 5, 4, 3)
+    torch.testing.assert_close(fast, plain, rtol=0, atol=1e-12)
+    g = torch.randn_like(plain)
+    wrt = [x, layer.conv.weight, layer.conv.bias]
+    for a, b in zip(
+        torch.autograd.grad((plain * g).sum(), wrt),
+        torch.autograd.grad((fast * g).sum(), wrt),
+        strict=True,
+    ):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-11)
+
+
+@pytest.mark.parametrize(("channels", "kernel", "stride"), [(8, 4, 2), (8, 3, 1), (8, 4, 1)])
+def test_same_conv_pads_as_tf_same(channels: int, kernel: int, stride: int) -> None:
+    """Symmetric padding inside the conv, asymmetric by F.pad: both are TF SAME."""
+    layer = conv._SameConv(channels, 3, kernel, stride=stride).double()
+    x = torch.randn(2, channels, 8, 6, dtype=torch.float64)
+    w, b = layer.conv.weight, layer.conv.bias
+    want = nn.functional.conv2d(nn.functional.pad(x, layer.pad), w, b, stride=stride)
+    assert layer.inner == (layer.pad[0] == layer.pad[1])
+    torch.testing.assert_close(layer(x), want, rtol=0, atol=1e-12)
+    assert want.shape[-2:] == (8 // stride, 6 // stride)
+
+
+def test_space_to_depth_only_for_few_input_channels() -> None:
+    """Wide inputs, stride 1 and odd kernels keep the plain conv; the parameters never change."""
+    assert not conv._SameConv(conv.SPACE_TO_DEPTH_CHANNELS + 1, 4, 4, stride=2).space_to_depth
+    assert not conv._SameConv(1, 4, 4, stride=1).space_to_depth
+    assert not conv._SameConv(1, 4, 3, stride=2).space_to_depth
+    assert list(conv._SameConv(1, 4, 4, stride=2).state_dict()) == ["conv.weight", "conv.bias"]
+    first = build(ConvNetwork.Config()).encoder_convs[0][0]  # type: ignore[index]
+    assert first.space_to_depth
+
+
+def test_space_to_depth_output_is_fp32_under_bf16_autocast() -> None:
+    layer = conv._SameConv(1, 4, 4, stride=2)
+    x = torch.randn(3, 1, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(x)
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y, layer(x), rtol=0.05, atol=0.05)
+
+
 def test_registers_through_hook() -> None:
     got: list[type] = []
     conv.register_networks(register=got.append)

@@ -45,6 +45,9 @@ INPUT_NORM_EPS = 1e-12
 #: Layer norm epsilon of TF 1.2 ``slim.layer_norm`` (spec 5.1).
 LAYER_NORM_EPS = 1e-12
 
+#: A stride-2 conv over at most this many input channels runs after a space-to-depth (_SameConv).
+SPACE_TO_DEPTH_CHANNELS = 4
+
 PositiveInt = Annotated[int, Field(gt=0)]
 
 
@@ -65,17 +68,44 @@ def _map_norm(channels: int, enabled: bool) -> nn.Module:
 
 
 class _SameConv(nn.Module):
-    """Conv2d with TF ``SAME`` padding (possibly asymmetric) on maps (N, C, H, W)."""
+    """Conv2d with TF ``SAME`` padding (possibly asymmetric) on maps (N, C, H, W).
+
+    A stride-2 conv with an even kernel over at most ``SPACE_TO_DEPTH_CHANNELS`` input channels (the
+    first encoder layer, which reads the image) runs as the same conv after a 2 x 2 space-to-depth:
+    kernel k / 2, stride 1, 4 C input channels, the weight rearranged on the fly. The result and
+    the parameters are the plain conv's; oneDNN's kernels for one input channel at stride 2 are
+    slow, and this form of the first layer trained 1.5-2.5x faster in a micro-benchmark (bf16, one
+    thread). With 16 or 32 input channels the plain conv is faster, so it keeps them.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int) -> None:
         super().__init__()
         before, after = _same_padding(kernel, stride)
         self.pad = (before, after, before, after)  # (left, right, top, bottom) for F.pad
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel, stride=stride)
+        self.space_to_depth = (
+            stride == 2 and kernel % 2 == 0 and in_channels <= SPACE_TO_DEPTH_CHANNELS
+        )
+        # symmetric padding goes into the conv itself, which saves a padded copy of the map
+        self.inner = before == after and not self.space_to_depth
+        padding = before if self.inner else 0
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=padding)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.inner:
+            return self.conv(x)
         if any(self.pad):
             x = F.pad(x, self.pad)
+        if self.space_to_depth and x.shape[-1] % 2 == 0 and x.shape[-2] % 2 == 0:
+            # w[o, c, 2a + i, 2b + j] -> w'[o, 4c + 2i + j, a, b], pixel_unshuffle's channel order
+            w = self.conv.weight
+            out, inp, k = w.shape[0], w.shape[1], w.shape[2] // 2
+            w = (
+                w.reshape(out, inp, k, 2, k, 2)
+                .permute(0, 1, 3, 5, 2, 4)
+                .reshape(out, 4 * inp, k, k)
+            )
+            # back to the input's dtype: under bf16 autocast only the product is bf16
+            return F.conv2d(F.pixel_unshuffle(x, 2), w, self.conv.bias).to(x.dtype)
         return self.conv(x)
 
 
