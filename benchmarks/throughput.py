@@ -72,6 +72,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from grouping.accel.cpu_linear import onednn_linear_works, onednn_product, use_cpu_matmul
 from grouping.accel.device import resolve_device
+from grouping.accel.optim import make_adam
 from grouping.accel.precision import Precision, resolve_precision
 from grouping.data.batches import Prefetcher, iterate_batches
 from grouping.engine.em import NeuralEM
@@ -431,8 +432,11 @@ def make_paths(
         model = model.to(device)
         fast_linears = use_cpu_matmul(model, cpu_matmul or args.cpu_matmul, device)
         onednn = onednn or (label == "fast" and fast_linears)
+        # eager: torch's default Adam loop; the trainer's paths: its fused Adam where torch has one
+        params = list(model.parameters())
+        adam = torch.optim.Adam(params, lr=1e-3) if label == "eager" else make_adam(params, 1e-3)
         step = TrainStep(
-            model, torch.optim.Adam(model.parameters(), lr=1e-3), noise, device,
+            model, adam, noise, device,
             precision=prec, compile=compile_,  # type: ignore[arg-type]
         )  # fmt: skip
         g = torch.Generator(device=device).manual_seed(0)

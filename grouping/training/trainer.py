@@ -17,6 +17,7 @@ import torch
 
 from grouping.accel.cpu_linear import use_cpu_matmul
 from grouping.accel.device import make_generator, resolve_device
+from grouping.accel.optim import make_adam
 from grouping.accel.precision import resolve_precision
 from grouping.config.schema import RunConfig
 from grouping.data.batches import Prefetcher, iterate_batches, prefetch_depth
@@ -63,7 +64,7 @@ class Trainer:
         self.parts: Assembly = assemble(self.config, registry)
         self.model = self.parts.model.to(self.device)
         use_cpu_matmul(self.model, tc.cpu_matmul, self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.lr)
+        self.optimizer = make_adam(self.model.parameters(), tc.lr)
         self.step = self._train_step()
         self.generator = make_generator(self.device, self.dist.seed_for(self.config.seed))
         self.order_rng = np.random.default_rng([self.config.seed, 7])
