@@ -74,7 +74,7 @@ class _SameConv(nn.Module):
     first encoder layer, which reads the image) runs as the same conv after a 2 x 2 space-to-depth:
     kernel k / 2, stride 1, 4 C input channels, the weight rearranged on the fly. The result and
     the parameters are the plain conv's; oneDNN's kernels for one input channel at stride 2 are
-    slow, and this form of the first layer trained 1.5-2.5x faster in a micro-benchmark (bf16, one
+    slow, and this form of the first layer trained 1.2-2.4x faster in a micro-benchmark (bf16, one
     thread). With 16 or 32 input channels the plain conv is faster, so it keeps them.
     """
 
@@ -95,7 +95,7 @@ class _SameConv(nn.Module):
             return self.conv(x)
         if any(self.pad):
             x = F.pad(x, self.pad)
-        if self.space_to_depth and x.shape[-1] % 2 == 0 and x.shape[-2] % 2 == 0:
+        if self.space_to_depth:  # the padded map is even: H, W are even and k - 2 is
             # w[o, c, 2a + i, 2b + j] -> w'[o, 4c + 2i + j, a, b], pixel_unshuffle's channel order
             w = self.conv.weight
             out, inp, k = w.shape[0], w.shape[1], w.shape[2] // 2
