@@ -85,6 +85,19 @@ def test_e_step_sums_to_one_and_matches_hand_computation() -> None:
     torch.testing.assert_close(gamma[0, :, 0, 1, 0], p1 / p1.sum())
 
 
+def test_a_sharper_bernoulli_e_step_raises_the_likelihoods_to_its_power() -> None:
+    sharp = BernoulliLikelihood(BernoulliLikelihood.Config(sharpness=2.0))
+    x = torch.tensor([1.0, 0.0]).reshape(1, 1, 1, 2, 1)
+    psi = torch.tensor([[0.9, 0.2], [0.3, 0.6]]).reshape(1, 2, 1, 2, 1)
+    gamma = e_step(sharp, x, psi)
+    p0 = torch.tensor([0.81, 0.09]) + E_STEP_FLOOR
+    torch.testing.assert_close(gamma[0, :, 0, 0, 0], p0 / p0.sum())
+    # the same argmax as the paper's E-step, with a more decisive gamma
+    plain = e_step(bern, x, psi)
+    assert torch.equal(gamma.argmax(dim=1), plain.argmax(dim=1))
+    assert gamma.max(dim=1).values.min() > plain.max(dim=1).values.min()
+
+
 def test_e_step_floor_keeps_gamma_finite_when_every_component_says_zero() -> None:
     x = torch.ones(1, 1, 1, 1, 1)
     psi = torch.zeros(1, 3, 1, 1, 1)

@@ -29,6 +29,12 @@ class BernoulliLikelihood(Likelihood):
         prior: float = Field(
             default=0.0, ge=0.0, le=1.0, description="pixel prior p of the inter-cluster KL"
         )
+        sharpness: float = Field(
+            default=1.0,
+            gt=0.0,
+            le=16.0,
+            description="E-step exponent: gamma ~ P(x | psi)^sharpness (the paper's is 1)",
+        )
 
     config: Config
 
@@ -38,7 +44,9 @@ class BernoulliLikelihood(Likelihood):
     def pixel_prob(self, x: Tensor, psi: Tensor) -> Tensor:
         # x psi + (1 - x)(1 - psi) as one pass over the K-times larger psi: x is (B, 1, ...) in the
         # engine, so (1 - x) and (2x - 1) are cheap.
-        return torch.addcmul(1.0 - x, psi, 2.0 * x - 1.0)
+        p = torch.addcmul(1.0 - x, psi, 2.0 * x - 1.0)
+        # A sharper E-step (not the paper's) feeds each component a more decisive mask.
+        return p if self.config.sharpness == 1.0 else p.pow(self.config.sharpness)
 
     def intra(self, x: Tensor, psi: Tensor) -> Tensor:
         p = psi.clamp(CLIP, 1.0 - CLIP)
