@@ -139,6 +139,20 @@ def test_sprites_have_the_chosen_size_and_mnist_margin() -> None:
     np.testing.assert_array_equal(prepare_sprites(mnist, 14), np.ones((2, 14, 14), np.float32))
 
 
+def test_crop_cuts_the_centred_box_before_down_sampling() -> None:
+    image = np.zeros((1, 28, 28), np.float32)
+    image[0, 4:24, 4:24] = 1.0  # MNIST's 20x20 digit box
+    image[0, 4:6, 4:24] = 0.5  # its top two rows fainter
+    mnist = digits.DigitImages(image, np.zeros(1, np.int64), {"kind": "mnist-idx"})
+    halved = prepare_sprites(mnist, 10, crop=20)[0]
+    expected = np.ones((10, 10), np.float32)
+    expected[0] = 0.5  # each output pixel is one 2x2 block of the box
+    np.testing.assert_array_equal(halved, expected)
+    sprites, _ = dataset(crop=20, digit_size=10).digit_sprites("train")
+    assert sprites.shape == (1500, 10, 10)
+    assert sprites[:, [0, -1]].max() > 0.0  # no empty margin left
+
+
 # --------------------------------------------------------------------------- pools and variants
 
 
