@@ -153,6 +153,17 @@ def test_crop_cuts_the_centred_box_before_down_sampling() -> None:
     assert sprites[:, [0, -1]].max() > 0.0  # no empty margin left
 
 
+def test_binarize_draws_binary_frames_labelled_as_the_grey_ones() -> None:
+    grey, binar = dataset(), dataset(binarize=0.25)
+    assert not grey.binary and binar.binary
+    x_grey, g_grey = grey.split("train").get(np.arange(20))
+    x_bin, g_bin = binar.split("train").get(np.arange(20))
+    assert set(np.unique(x_bin.numpy())) == {0.0, 1.0}
+    # the label threshold is the binarising one: the same pixels are on and labelled
+    np.testing.assert_array_equal(x_bin.numpy(), (x_grey.numpy() >= 0.25).astype(np.float32))
+    np.testing.assert_array_equal(g_bin.numpy(), g_grey.numpy())
+
+
 # --------------------------------------------------------------------------- pools and variants
 
 
