@@ -23,9 +23,11 @@ from pydantic import ValidationError
 
 from grouping.cli.main import cli
 from grouping.config.loading import build_config
+from grouping.engine.assembly import resolve
 from grouping.errors import DataError
 from grouping.plugins.interfaces import SplitSizes
 from grouping.training.api import train
+from grouping.training.stages import stage_configs
 from tests.conftest import TINY
 from tests.test_digits import NO_SAMPLE_PACKAGE, write_mnist
 
@@ -294,3 +296,41 @@ def test_broken_mnist_files_are_one_line_with_exit_code_2(
     assert ("truncated IDX file" if damage == "truncated" else "wrong magic number") in lines[-1]
     assert str(images) in lines[-1]
     assert not (tmp_path / "runs").exists()
+
+
+# ------------------------------------------------------------------------------ the CPU preset
+
+
+def test_the_cpu_preset_differs_from_the_papers_only_where_it_says() -> None:
+    """``flying-mnist-cpu`` (docs/reproduction.md, session 9): cropped, binarised digits with
+    Bernoulli pixels and bitflip noise, the flying-shapes-3-cpu network and curriculum."""
+    config = build_config("flying-mnist-cpu")
+    short, full = stage_configs(config)
+    paper = resolve(build_config("flying-mnist"))
+    assert [stage.name for stage in config.stages] == ["1-unroll-5", "2-unroll-20"]
+    mine, theirs = full.dataset.options(), paper.dataset.options()
+    assert {key for key in mine if mine[key] != theirs[key]} == {"crop", "digit_size", "binarize"}
+    assert (mine["crop"], mine["digit_size"], mine["binarize"]) == (20, 10, 0.25)
+    assert full.likelihood.name == "bernoulli" and full.noise.name == "bitflip"
+    assert full.noise.options() == {"probability": 0.2}
+    assert full.model.model_dump(exclude={"loss_inter_weight"}) == paper.model.model_dump(
+        exclude={"loss_inter_weight"}
+    )
+    assert full.model.loss_inter_weight == 1.0 and short.model.steps == 5
+    assert tuple(full.network.options()["encoder_channels"]) == (16, 32)
+    assert (full.train.lr, full.train.batch_size, full.train.max_minutes) == (4e-3, 16, 45)
+    assert (short.train.epochs, short.train.max_minutes) == (8, 8)
+    for stage in (short, full):
+        assert stage.train.test_checkpoint == "last" and stage.dataset.test_size >= 1000
+
+
+def test_the_cpu_preset_trains_both_stages_on_binary_frames(tmp_path: Path) -> None:
+    config = build_config("flying-mnist-cpu", assignments=[*TINY, "train.threads=1"])
+    train(config, tmp_path / "run")
+    short, full = (
+        json.loads((tmp_path / "run" / name / "summary.json").read_text())
+        for name in ("1-unroll-5", "2-unroll-20")
+    )
+    assert len(short["test"]["ami_per_step"]) == 5 and len(full["test"]["ami_per_step"]) == 3
+    assert full["config"]["dataset"]["binarize"] == 0.25
+    assert full["data_source"]["dataset"] == "flying-mnist"
