@@ -324,7 +324,7 @@ def test_the_cpu_preset_differs_from_the_papers_only_where_it_says() -> None:
         assert stage.train.test_checkpoint == "last" and stage.dataset.test_size >= 1000
 
 
-def test_the_cpu_preset_trains_both_stages_on_binary_frames(tmp_path: Path) -> None:
+def test_the_cpu_preset_trains_both_stages(tmp_path: Path) -> None:
     config = build_config("flying-mnist-cpu", assignments=[*TINY, "train.threads=1"])
     train(config, tmp_path / "run")
     short, full = (
