@@ -302,8 +302,8 @@ def test_broken_mnist_files_are_one_line_with_exit_code_2(
 
 
 def test_the_cpu_preset_differs_from_the_papers_only_where_it_says() -> None:
-    """``flying-mnist-cpu`` (docs/reproduction.md, session 9): cropped, binarised digits with
-    Bernoulli pixels and bitflip noise, the flying-shapes-3-cpu network and curriculum."""
+    """``flying-mnist-cpu`` (docs/reproduction.md, sessions 9 and 10): cropped, binarised digits
+    with Bernoulli pixels and bitflip noise 0.4, the flying-shapes-3-cpu network and curriculum."""
     config = build_config("flying-mnist-cpu")
     short, full = stage_configs(config)
     paper = resolve(build_config("flying-mnist"))
@@ -312,7 +312,7 @@ def test_the_cpu_preset_differs_from_the_papers_only_where_it_says() -> None:
     assert {key for key in mine if mine[key] != theirs[key]} == {"crop", "digit_size", "binarize"}
     assert (mine["crop"], mine["digit_size"], mine["binarize"]) == (20, 10, 0.25)
     assert full.likelihood.name == "bernoulli" and full.noise.name == "bitflip"
-    assert full.noise.options() == {"probability": 0.2}
+    assert full.noise.options() == {"probability": 0.4}
     assert full.model.model_dump(exclude={"loss_inter_weight"}) == paper.model.model_dump(
         exclude={"loss_inter_weight"}
     )
