@@ -43,11 +43,9 @@ def by_quartile(values: np.ndarray, key: np.ndarray) -> dict[str, list[float]]:
         return {"edges": [], "mean": [], "images": []}
     edges = np.quantile(key, [0.0, 0.25, 0.5, 0.75, 1.0])
     bins = np.digitize(key, edges[1:-1], right=True)  # 0..3; a value on an edge goes below it
-    means = [
-        float(values[bins == b].mean()) if (bins == b).any() else float("nan") for b in range(4)
-    ]
+    masks = [bins == b for b in range(4)]
     return {
         "edges": [float(e) for e in edges],
-        "mean": means,
-        "images": [int((bins == b).sum()) for b in range(4)],
+        "mean": [float(values[m].mean()) if m.any() else float("nan") for m in masks],
+        "images": [int(m.sum()) for m in masks],
     }
