@@ -121,7 +121,7 @@ def evaluate_regime(trained: dict[str, Any], args: dict[str, Any]) -> dict[str, 
         return evaluate(run, device=args["device"], assignments=sets + kw.pop("extra", []), **kw)
 
     out = {
-        "2 digits, K=2": score(per_image=True),
+        "2 digits, K=2": score(),
         "3 digits, K=3": score(components=3, extra=["dataset.digits=3"]),
         "static 2 digits, 50 steps": score(steps=50, extra=["dataset.static=true"]),
         "moving 2 digits, 50 steps": score(steps=50),
@@ -130,30 +130,13 @@ def evaluate_regime(trained: dict[str, Any], args: dict[str, Any]) -> dict[str, 
     curve = out["moving 2 digits, 50 steps"]
     return {
         **{name: {k: r[k] for k in keep} for name, r in out.items()},
-        "ami_by_separation": by_separation(run, out["2 digits, K=2"], sets, args["device"]),
+        "ami_by_separation": out["2 digits, K=2"]["ami_by_separation"],
         "figure6": {
             "mean": curve["ami_per_step"],
             "q25": curve["ami_per_step_quartiles"]["q25"],
             "q75": curve["ami_per_step_quartiles"]["q75"],
         },
     }
-
-
-def by_separation(
-    run: str, scored: dict[str, Any], sets: list[str], device: str
-) -> dict[str, list[float]]:
-    """The last step's AMI by quartile of the distance between the two digits' centroids in the
-    scored frame: how much of the gap to 1 comes from digits that touch."""
-    import numpy as np
-
-    from grouping.evaluation.separation import by_quartile, object_separation
-    from grouping.rundir.loading import load_trained
-
-    loaded = load_trained(run, device=device, assignments=sets)
-    last = np.array([row[-1] for row in scored["ami_per_image"]])
-    steps = loaded.config.model.steps
-    _, groups = loaded.dataset.split("test").get(np.arange(len(last)))
-    return by_quartile(last, object_separation(groups[:, steps].numpy()))
 
 
 def figure(results: dict[str, Any], path: Path) -> None:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -17,6 +18,8 @@ import grouping
 from grouping.cli.main import cli
 from grouping.config.loading import build_config
 from grouping.errors import RunDirError
+from grouping.evaluation.separation import object_separation
+from grouping.rundir.loading import load_trained
 
 #: flying shapes with a conv network small enough to train in about a second
 FLY_TINY = [
@@ -101,6 +104,28 @@ def test_evaluate_prints_a_table(trained: Path) -> None:
     result = invoke("evaluate", str(trained), "-k", "2")
     assert result.exit_code == 0, result.output
     assert "AMI per step" in result.output and "model.components 3 -> 2" in result.output
+    assert "by the objects' distance (quartiles): " in result.output
+
+
+def test_the_last_step_ami_is_broken_down_by_the_objects_distance(trained: Path) -> None:
+    """``ami_by_separation`` is the per-image last-step AMI averaged within quartiles of the
+    distance between the closest two objects of the scored (last) frame, recomputed here from the
+    test split's own labels; ``summary.json``'s test scores carry the same."""
+    result = grouping.evaluate(trained, per_image=True)
+    last = np.array([row[-1] for row in result["ami_per_image"]])
+    run = load_trained(trained)
+    _, groups = run.dataset.split("test").get(np.arange(len(last)))
+    distance = object_separation(groups[:, run.config.model.steps].numpy())
+    assert np.isfinite(distance).all()  # three shapes show in every frame of this data set
+    edges = np.quantile(distance, [0.0, 0.25, 0.5, 0.75, 1.0])
+    sep = result["ami_by_separation"]
+    assert sep["edges"] == pytest.approx(edges)
+    assert sum(sep["images"]) == len(last) == 24
+    below = distance <= edges[1]
+    assert sep["mean"][0] == pytest.approx(last[below].mean())
+    assert sep["images"][0] == below.sum()
+    test = json.loads((trained / "summary.json").read_text())["test"]
+    assert test["ami_by_separation"] == sep
 
 
 @pytest.mark.parametrize(

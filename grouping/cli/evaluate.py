@@ -83,4 +83,11 @@ def _print_scores(result: dict[str, Any], split: str, checkpoint: str) -> None:
     per_step = " ".join(f"{v:.2f}" for v in result["ami_per_step"])
     out_console.print(f"AMI per step: {per_step}")
     out_console.print(f"upper bound (last step): {result['upper_bound']:.2f}")
+    sep = result["ami_by_separation"]
+    if sep["edges"]:
+        cells = ", ".join(
+            f"{lo:.1f}-{hi:.1f} px {m:.3f}"
+            for lo, hi, m in zip(sep["edges"], sep["edges"][1:], sep["mean"])
+        )
+        out_console.print(f"last-step AMI by the objects' distance (quartiles): {cells}")
     out_console.print(f"changed from training: {changed or 'nothing'}")

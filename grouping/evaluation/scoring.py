@@ -2,6 +2,8 @@
 
 Only pixels whose true label is not 0 (background and overlap) are scored. Step 0, the random
 initial gamma, is never scored; gamma after step t is scored against the groups of frame t.
+The last step's AMI is also given by quartile of how far apart the objects of the last frame lie
+(:mod:`grouping.evaluation.separation`): where objects touch, a component must draw their boundary.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from grouping.data.batches import iterate_batches
 from grouping.engine.em import NeuralEM
 from grouping.evaluation.collapse import component_shares, summarize_shares
 from grouping.evaluation.metrics import adjusted_mutual_info, adjusted_rand_index
+from grouping.evaluation.separation import by_quartile, object_separation
 from grouping.plugins.guard import apply_noise
 from grouping.plugins.interfaces import Noise, Split
 
@@ -62,6 +65,8 @@ class Scores:
     batch_sizes: list[int] = field(default_factory=list)
     #: (N, T, K) share of each image's labelled pixels per component, sorted high to low
     shares: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0)))
+    #: (N,) smallest distance between two objects' centroids in the last frame (NaN: < 2 objects)
+    separation: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def loss(self) -> float:
@@ -94,6 +99,7 @@ class Scores:
             "loss": self.loss,
             "images": int(self.ami.shape[0]),
             **summarize_shares(self.shares),
+            "ami_by_separation": by_quartile(last_ami, self.separation),
         }
 
 
@@ -116,7 +122,7 @@ def score_split(
     n = len(split) if samples is None else min(samples, len(split))
     was_training = model.training
     model.eval()
-    amis, aris, shares = [], [], []
+    amis, aris, shares, separations = [], [], [], []
     scores = Scores(np.zeros((0, steps)), np.zeros((0, steps)))
     try:
         for features, groups in iterate_batches(split, np.arange(n), batch_size, steps + 1, device):
@@ -126,6 +132,7 @@ def score_split(
             amis.append(ami)
             aris.append(ari)
             shares.append(shares_of(out.gamma, groups))
+            separations.append(object_separation(groups[:, -1].cpu().numpy()))
             scores.losses.append(float(out.loss))
             scores.upper_bounds.append(out.upper_bounds.cpu().numpy())
             scores.batch_sizes.append(features.shape[0])
@@ -134,4 +141,5 @@ def score_split(
     scores.ami = np.concatenate(amis)
     scores.ari = np.concatenate(aris)
     scores.shares = np.concatenate(shares)
+    scores.separation = np.concatenate(separations)
     return scores

@@ -138,6 +138,7 @@ class Dist:
             upper_bounds=[v for p in out for v in p.upper_bounds],
             batch_sizes=[v for p in out for v in p.batch_sizes],
             shares=np.concatenate([p.shares for p in out]),
+            separation=np.concatenate([p.separation for p in out]),
         )
 
 
