@@ -217,12 +217,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(trained[0]["data_source"])
     print(table(results))
     print("AMI: last step (mean over steps); paper: mean ± std over 5 runs")
+    from grouping.evaluation.separation import format_quartiles
+
     for regime, r in results.items():
-        sep = r["ami_by_separation"]
-        cells = "  ".join(
-            f"{lo:.1f}-{hi:.1f} px: {m:.3f}"
-            for lo, hi, m in zip(sep["edges"], sep["edges"][1:], sep["mean"])
-        )
+        cells = format_quartiles(r["ami_by_separation"])
         print(f"{regime}, 2 digits, last step by the digits' distance (quartiles): {cells}")
     report = {"args": args, "results": results, "wall_s": time.perf_counter() - t0}
     if args["json"]:

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from grouping.evaluation.api import evaluate
+from grouping.evaluation.separation import format_quartiles
 from grouping.plugins.interfaces import SPLITS
 from grouping.rundir.loading import CHECKPOINTS
 
@@ -83,11 +84,7 @@ def _print_scores(result: dict[str, Any], split: str, checkpoint: str) -> None:
     per_step = " ".join(f"{v:.2f}" for v in result["ami_per_step"])
     out_console.print(f"AMI per step: {per_step}")
     out_console.print(f"upper bound (last step): {result['upper_bound']:.2f}")
-    sep = result["ami_by_separation"]
-    if sep["edges"]:
-        cells = ", ".join(
-            f"{lo:.1f}-{hi:.1f} px {m:.3f}"
-            for lo, hi, m in zip(sep["edges"], sep["edges"][1:], sep["mean"])
-        )
+    cells = format_quartiles(result["ami_by_separation"])
+    if cells:
         out_console.print(f"last-step AMI by the objects' distance (quartiles): {cells}")
     out_console.print(f"changed from training: {changed or 'nothing'}")

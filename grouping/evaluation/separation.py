@@ -6,14 +6,15 @@ objects' separation shows which of the two a model gets wrong:
 
 * ``object_separation``: per image, the smallest distance (in pixels) between the centroids of
   two labelled objects;
-* ``by_quartile``: the mean of a score within each quartile of another value.
+* ``by_quartile``: the mean of a score within each quartile of another value;
+* ``format_quartiles``: that breakdown as one line of text.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["by_quartile", "object_separation"]
+__all__ = ["by_quartile", "format_quartiles", "object_separation"]
 
 
 def object_separation(groups: np.ndarray, ignore: int = 0) -> np.ndarray:
@@ -49,3 +50,9 @@ def by_quartile(values: np.ndarray, key: np.ndarray) -> dict[str, list[float]]:
         "mean": [float(values[m].mean()) if m.any() else float("nan") for m in masks],
         "images": [int(m.sum()) for m in masks],
     }
+
+
+def format_quartiles(breakdown: dict[str, list[float]]) -> str:
+    """``by_quartile``'s result as "lo-hi px: mean" per quartile ("" when it is empty)."""
+    edges, means = breakdown["edges"], breakdown["mean"]
+    return ", ".join(f"{lo:.1f}-{hi:.1f} px: {m:.3f}" for lo, hi, m in zip(edges, edges[1:], means))
