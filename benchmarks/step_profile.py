@@ -22,12 +22,20 @@ gives both the same sequence number. On the CPU the shares are of the steps' wal
 thread (backward runs there), profiler overhead included, which inflates small ops a little; on
 CUDA they are shares of kernel time (each kernel counted under the op that launched it).
 
+**Ceilings.** ``ceilings`` turns one family's measured row into what its step could reach if
+the products ran at their shapes' dense rate (the peak's own kernels) and everything else took the
+time the profile measured: the fraction of peak and the speed-up over eager fp32 at that point, the
+speed-up if the products took no time at all, and the share of today's step that the rest would
+have to shrink to for 50% of peak and for 2x eager. Where a ceiling is under a target, the target
+needs the non-product work to shrink, whatever the kernels for the products.
+
 **Compile.** ``first_step_seconds`` times the first call of a fresh ``torch.compile``d step: the
 cold start a user waits for before the first compiled step has trained.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -253,3 +261,42 @@ def print_breakdown(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         shares = " ".join(f"{r['breakdown'][key]:11.1%}" for key in CATEGORIES)
         print(f"{r['family']:<12} {shares}")
+
+
+def ceilings(fraction_of_peak: float, speedup: float, products_share: float) -> dict[str, float]:
+    """What the step could reach with its products at their dense rate (see the module docstring).
+
+    In units of today's step time t: dense products take ``fraction_of_peak`` (that is what the
+    fraction means), the rest takes ``1 - products_share``. With ``r`` the rest: of peak
+    f / (f + r) and speed-up S / (f + r); 50% of peak needs r <= f, 2x eager needs r <= S / 2 - f.
+    """
+    f, s, rest = fraction_of_peak, speedup, 1.0 - products_share
+    return {
+        "products_vs_dense": f / products_share if products_share > 0 else math.inf,
+        "of_peak_dense_products": f / (f + rest),
+        "speedup_dense_products": s / (f + rest),
+        "speedup_free_products": s / rest if rest > 0 else math.inf,
+        "rest_share": rest,
+        "rest_for_half_peak": f,
+        "rest_for_2x": max(s / 2.0 - f, 0.0),
+    }
+
+
+def print_ceilings(rows: list[dict[str, Any]]) -> None:
+    """One line per profiled family: its ceilings with dense products, and what the rest must be."""
+    rows = [r for r in rows if r.get("ceilings")]
+    if not rows:
+        return
+    print(
+        "\nceilings (products at their shapes' dense rate, the rest as profiled; shares of "
+        "today's step):"
+    )
+    for r in rows:
+        c = r["ceilings"]
+        print(
+            f"{r['family']:<12} products at {c['products_vs_dense']:.0%} of dense; dense: "
+            f"{c['of_peak_dense_products']:.1%} of peak, {c['speedup_dense_products']:.2f}x eager; "
+            f"free: {c['speedup_free_products']:.2f}x; the rest {c['rest_share']:.0%} of the step "
+            f"would have to be {c['rest_for_half_peak']:.0%} for 50% of peak, "
+            f"{c['rest_for_2x']:.0%} for 2x"
+        )

@@ -81,7 +81,13 @@ from grouping.plugins.registry import get_registry
 from grouping.training.batch_step import TrainStep
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling module below, when imported
-from step_profile import first_step_seconds, print_breakdown, profile_breakdown
+from step_profile import (
+    ceilings,
+    first_step_seconds,
+    print_breakdown,
+    print_ceilings,
+    profile_breakdown,
+)
 
 # --------------------------------------------------------------------------------------------------
 # stand-ins for plugins that may not be installed
@@ -503,6 +509,11 @@ def bench_family(family: Family, args: argparse.Namespace, device: torch.device)
         "compile_images_per_s": statistics.median(compiled.rates) if compiled else None,
         "compile_seconds": compile_s,
         "breakdown": shares,
+        "ceilings": (
+            ceilings(gflops / peak.best, statistics.median(ratios), shares["matmul_conv"])
+            if shares
+            else None
+        ),
         # context
         "what": family.what,
         "components": family.components,
@@ -566,6 +577,7 @@ def print_table(rows: list[dict[str, Any]], device: torch.device, threads: int) 
                 f"first step after {r['compile_seconds']:.1f} s"
             )
     print_breakdown(rows)
+    print_ceilings(rows)
     for r in rows:
         for note in r["notes"]:
             print(f"note ({r['family']}): {note}")

@@ -109,6 +109,26 @@ def test_quick_json_has_the_issue_keys(tmp_path: Path) -> None:
     assert list(shares) == list(sys.modules["step_profile"].CATEGORIES)
     assert all(v >= 0.0 for v in shares.values())
     assert abs(sum(shares.values()) - 1.0) < 1e-9
+    ceiling = row["ceilings"]  # computed from the row's own figures
+    rest = 1.0 - shares["matmul_conv"]
+    f, speedup = row["fraction_of_peak"], row["speedup_vs_eager"]
+    assert ceiling["of_peak_dense_products"] == pytest.approx(f / (f + rest))
+    assert ceiling["speedup_free_products"] == pytest.approx(speedup / rest)
+
+
+def test_ceilings_by_hand() -> None:
+    """A step at 30% of peak with 60% of its time in products, 1.5x eager: dense products would
+    take 0.3 of it and the rest 0.4, so 0.3 / 0.7 of peak and 1.5 / 0.7 eager; with free
+    products 1.5 / 0.4; 50% of peak needs the rest at 0.3, and 2x needs it at 0.45."""
+    _load()
+    c = sys.modules["step_profile"].ceilings(0.3, 1.5, 0.6)
+    assert c["products_vs_dense"] == pytest.approx(0.5)
+    assert c["of_peak_dense_products"] == pytest.approx(0.3 / 0.7)
+    assert c["speedup_dense_products"] == pytest.approx(1.5 / 0.7)
+    assert c["speedup_free_products"] == pytest.approx(3.75)
+    assert c["rest_share"] == pytest.approx(0.4)
+    assert c["rest_for_half_peak"] == pytest.approx(0.3)
+    assert c["rest_for_2x"] == pytest.approx(0.45)
 
 
 @pytest.mark.usefixtures("one_thread")
