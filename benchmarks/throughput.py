@@ -490,7 +490,9 @@ def bench_family(family: Family, args: argparse.Namespace, device: torch.device)
     square_fp32 = square if dtype == torch.float32 else square_peak(torch.float32, device, 0.5)
     rate = statistics.median(fast.rates)
     eager_rate = statistics.median(eager.rates)
+    speedup = statistics.median(ratios)
     gflops = rate * flops / 1e9
+    fraction = gflops / peak.best
     eager_gflops = eager_rate * flops / 1e9
     recorded = sum(p.flops for p in eager_products) / batch
     if abs(recorded - flops) > 0.01 * flops:
@@ -503,17 +505,13 @@ def bench_family(family: Family, args: argparse.Namespace, device: torch.device)
         "images_per_s": rate,
         "gflops_per_s": gflops,
         "peak_gflops_per_s": peak.best,
-        "fraction_of_peak": gflops / peak.best,
-        "speedup_vs_eager": statistics.median(ratios),
+        "fraction_of_peak": fraction,
+        "speedup_vs_eager": speedup,
         "peak_memory_mb": peak_memory_mb(fast, split, family, batch, device),
         "compile_images_per_s": statistics.median(compiled.rates) if compiled else None,
         "compile_seconds": compile_s,
         "breakdown": shares,
-        "ceilings": (
-            ceilings(gflops / peak.best, statistics.median(ratios), shares["matmul_conv"])
-            if shares
-            else None
-        ),
+        "ceilings": ceilings(fraction, speedup, shares["matmul_conv"]) if shares else None,
         # context
         "what": family.what,
         "components": family.components,
