@@ -1,0 +1,101 @@
+"""How well could the first EM step group? An oracle on gamma^(0), beside a trained model's step 1.
+
+    python benchmarks/first_step.py --preset flying-shapes-3-cpu --run runs/A --json first.json
+
+At step 1 each of the K copies has seen one thing that tells it apart from the others: its share
+gamma^(0) of every pixel of the first noisy frame. The oracle gives each object of frame 0 to the
+component with the largest mean gamma^(0) over that object's pixels, labels frame 1 (the frame
+step 1 is scored against) with those owners, and scores it as evaluation does (AMI over the
+labelled pixels). A copy could learn to do this: by predicting each object it sees with a
+confidence that grows with its own mean share there, the E-step's argmax over K picks the owner.
+So the oracle bounds what gamma^(0) allows, not what the network does; ``--run`` prints the
+trained model's step 1 (``grouping.evaluate``) beside it. Measured in docs/reproduction.md,
+session 14: 0.62 for 3 shapes and K = 3, against 0.25-0.28 for every model trained since.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import grouping
+from grouping.engine.assembly import build_dataset, build_model
+from grouping.evaluation.metrics import adjusted_mutual_info
+
+
+def owners(first: np.ndarray, gamma: np.ndarray, objects: int) -> np.ndarray:
+    """Each object's owner: argmax over K of its mean gamma^(0) in frame 0.
+
+    first (N, P) labels of frame 0, gamma (N, K, P) -> (N, objects + 1) component indices + 1,
+    with 0 for label 0 (background and overlaps are not scored) and for absent objects.
+    """
+    onehot = first[:, None, :] == np.arange(objects + 1)[None, :, None]  # (N, O + 1, P)
+    counts = onehot.sum(axis=2)  # (N, O + 1)
+    sums = np.einsum("nop,nkp->nok", onehot.astype(np.float64), gamma)
+    means = sums / np.maximum(counts, 1)[:, :, None]
+    out = means.argmax(axis=2) + 1
+    out[:, 0] = 0
+    out[counts == 0] = 0
+    return out
+
+
+def oracle_ami(first: np.ndarray, second: np.ndarray, gamma: np.ndarray) -> np.ndarray:
+    """Per-image AMI of frame 1 (``second``, (N, P)) labelled by the owners of frame 0's objects."""
+    objects = int(max(first.max(), second.max()))
+    table = owners(first, gamma, objects)
+    pred = np.take_along_axis(table, second, axis=1)
+    return adjusted_mutual_info(second, pred)
+
+
+def first_step_oracle(config: grouping.RunConfig, samples: int, seed: int) -> dict[str, float]:
+    """The oracle over the first ``samples`` test sequences, gamma^(0) drawn as the model draws
+    it (``model.gamma_init``), with a generator seeded by ``seed``."""
+    dataset = build_dataset(config, frames=2)
+    split = dataset.split("test")
+    n = min(samples, len(split))
+    features, groups = split.get(np.arange(n))
+    model = build_model(config, tuple(dataset.image_shape))
+    generator = torch.Generator().manual_seed(seed)
+    _, gamma, _ = model.start(features, generator)
+    flat = groups.reshape(n, groups.shape[1], -1).numpy()
+    ami = oracle_ami(flat[:, 0], flat[:, 1], gamma.reshape(n, gamma.shape[1], -1).numpy())
+    return {"oracle_step1_ami": float(ami.mean()), "std": float(ami.std()), "samples": n}
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", default="flying-shapes-3-cpu", help="preset name or TOML file")
+    p.add_argument("--set", dest="assignments", action="append", default=[], help="key=value")
+    p.add_argument("--test-size", type=int, default=1000, help="test sequences to score")
+    p.add_argument("--seed", type=int, default=0, help="seed of the gamma^(0) draw")
+    p.add_argument("--run", type=Path, help="a trained run folder: print its step 1 beside")
+    p.add_argument("--json", type=Path, help="also write the figures here")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse(argv)
+    sets = [*args.assignments, f"dataset.test_size={args.test_size}"]
+    config = grouping.build_config(args.preset, assignments=sets)
+    result: dict[str, Any] = first_step_oracle(config, args.test_size, args.seed)
+    result["preset"] = args.preset
+    print(f"oracle on gamma^(0), step 1: AMI {result['oracle_step1_ami']:.3f}", end="")
+    print(f" +- {result['std']:.3f} over {result['samples']} test sequences")
+    if args.run is not None:
+        scores = grouping.evaluate(args.run, assignments=[f"eval.samples={args.test_size}"])
+        result["model_step1_ami"] = float(scores["ami_per_step"][0])
+        print(f"{args.run}, step 1: AMI {result['model_step1_ami']:.3f}")
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
+    sys.exit(0)
