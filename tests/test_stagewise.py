@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from grouping_plugins import digits
+from grouping_plugins.sources import mnist
 
 from grouping.cli.main import cli
 from grouping.config.loading import build_config, implied_preset
@@ -29,7 +29,7 @@ MNIST_TINY = [*TINY, "train.threads=1"]
 
 @pytest.fixture(autouse=True)
 def no_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(digits.ENV_VAR, raising=False)
+    monkeypatch.delenv(mnist.ENV_VAR, raising=False)
 
 
 def invoke(*args: str) -> Any:

@@ -34,7 +34,7 @@ from grouping.plugins.interfaces import (
     SplitName,
     SplitSizes,
 )
-from grouping_plugins.pixels import likelihood_name
+from grouping_plugins.sources.pixels import likelihood_name
 
 #: How far the fractions' sum may stray from 1 (they are typed as decimals).
 FRACTION_TOLERANCE = 1e-6

