@@ -9,16 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from grouping_plugins.flying_mnist import (
-    FlyingMnistDataset,
+from grouping_plugins.flying_mnist import FlyingMnistDataset
+from grouping_plugins.sources import mnist, mnist_sample
+from grouping_plugins.sources.motion import bounce
+from grouping_plugins.sources.moving_digits import (
     Trajectories,
     distinct_choices,
     positions,
     prepare_sprites,
     render,
 )
-from grouping_plugins.sources import mnist, mnist_sample
-from grouping_plugins.sources.motion import bounce
 from pydantic import ValidationError
 
 from grouping.cli.main import cli
