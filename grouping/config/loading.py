@@ -9,6 +9,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from grouping.config.schema import (
     AUTO,
     DEFAULT_PRESET,
@@ -17,7 +19,7 @@ from grouping.config.schema import (
     RunConfig,
     validate,
 )
-from grouping.errors import ConfigError, PluginError
+from grouping.errors import ConfigError, GroupingError, PluginError
 from grouping.plugins.registry import get_registry
 
 if sys.version_info >= (3, 11):
@@ -45,10 +47,15 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"preset {path} is not valid TOML: {exc}") from None
 
 
+def is_preset_file(preset: str) -> bool:
+    """Whether ``preset`` names a TOML file (a user's preset, a run's config) not a shipped one."""
+    return preset.endswith(".toml") or Path(preset).is_file()
+
+
 def load_preset(preset: str) -> dict[str, Any]:
     """A preset by name (shipped in ``grouping/presets``) or by path to a TOML file."""
     path = Path(preset)
-    if preset.endswith(".toml") or path.is_file():
+    if is_preset_file(preset):
         data = read_toml(path)
         data.setdefault("preset", path.stem if path.name != "config.toml" else str(path.parent))
         return data
@@ -143,14 +150,20 @@ def build_config(
     options: dict[str, Any] | None = None,
     assignments: list[str] | None = None,
 ) -> RunConfig:
-    """Defaults < preset < command-line options < ``--set`` assignments, validated once.
+    """Defaults < preset < the data set's run defaults < command-line options < ``--set``
+    assignments, validated once.
 
-    Without a preset, :func:`implied_preset` picks one from the overrides.
+    Without a preset, :func:`implied_preset` picks one from the overrides. The data set's run
+    defaults apply only where the options or ``--set`` switch a shipped preset to another data set
+    (:func:`dataset_defaults`).
     """
     options = options or {}
     sets = assignments_to_dict(assignments or [])
-    data: dict[str, Any] = load_preset(preset or implied_preset(options, sets))
+    preset = preset or implied_preset(options, sets)
+    data: dict[str, Any] = load_preset(preset)
     data = merge(data, _noise_follows_likelihood(data, options, sets))
+    if not is_preset_file(preset):
+        data = merge(data, dataset_defaults(data, options, sets))
     data = merge(data, options)
     data = merge(data, sets)
     return validate(data)
@@ -169,6 +182,65 @@ def _noise_follows_likelihood(
     if chosen and chosen != current and "noise" not in options and "noise" not in sets:
         return {"noise": {"name": AUTO}}
     return {}
+
+
+def dataset_defaults(
+    base: dict[str, Any], options: dict[str, Any], sets: dict[str, Any]
+) -> dict[str, Any]:
+    """The run defaults (``Dataset.run_defaults_for``) of the data set the overrides switch to.
+
+    The rule: a shipped preset's values were chosen for its own data set (the quickstart's
+    ``model.loss_step_weights = "last"`` for static shapes), so when the options or ``--set`` name
+    another data set, that data set's defaults replace them; the options and ``--set`` still
+    override the defaults. Nothing changes when the data set stays the preset's: a preset that
+    names the data set keeps its own values. The caller skips preset files (a user's TOML, a run
+    folder's ``config.toml``): they hold the user's own choices, and a trained run keeps its config.
+    """
+    preset_section = base.get("dataset")
+    preset_name = preset_section.get("name") if isinstance(preset_section, dict) else None
+    section = merge(merge({"dataset": preset_section or {}}, options), sets)["dataset"]
+    name = section.get("name") if isinstance(section, dict) else None
+    if not isinstance(name, str) or name == preset_name:
+        return {}
+    try:
+        cls = get_registry().get("dataset", name).cls
+        model = cls.Config
+        core = set(SECTION_MODELS["dataset"].model_fields)
+        checked = model.model_validate({k: v for k, v in section.items() if k not in core})
+        defaults = cls.run_defaults_for(checked)
+    except (ValidationError, GroupingError):  # reported when the config is resolved
+        return {}
+    except Exception as exc:  # a bug in the plugin: name it
+        raise PluginError(
+            f"dataset {name!r} failed in run_defaults_for: {type(exc).__name__}: {exc}"
+        ) from exc
+    return _checked_defaults(name, defaults)
+
+
+def _checked_defaults(name: str, defaults: object) -> dict[str, Any]:
+    """A data set's run defaults if they are sections of known keys, else a one-line error that
+    names the data set (a typo there would otherwise read as the user's)."""
+    sections = {
+        key: known
+        for key, info in RunConfig.model_fields.items()
+        if isinstance(known := getattr(info.annotation, "model_fields", None), dict)
+    }
+    if not isinstance(defaults, dict):
+        raise PluginError(f"dataset {name!r}: run_defaults must be a dict of config sections")
+    for key, values in defaults.items():
+        known = sections.get(key)
+        if known is None or not isinstance(values, dict):
+            raise PluginError(
+                f"dataset {name!r}: run_defaults[{key!r}] is not a config section of options "
+                f"(sections: {', '.join(sections)})"
+            )
+        unknown = [k for k in values if k not in known and key not in PLUGIN_SECTIONS]
+        if unknown:
+            raise PluginError(
+                f"dataset {name!r}: run_defaults names unknown key {key}.{unknown[0]} "
+                f"(valid: {', '.join(sorted(known))})"
+            )
+    return copy.deepcopy(defaults)
 
 
 def load_config_file(path: Path) -> RunConfig:

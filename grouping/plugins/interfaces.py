@@ -294,6 +294,19 @@ class Dataset(Plugin):
         """
         return cls.default_likelihood
 
+    #: Config values that suit this data set, as nested sections like a preset's (a sequence set's
+    #: ``{"model": {"loss_step_weights": "all"}}``). A shipped preset was tuned for its own data set,
+    #: so when the command line (an option or ``--set``) switches to this one, these replace the
+    #: preset's values; options and ``--set`` still win, and a preset that names this data set, a
+    #: preset file or a run folder's config keep their own (``config.loading.build_config``).
+    run_defaults: ClassVar[dict[str, dict[str, object]]] = {}
+
+    @classmethod
+    def run_defaults_for(cls, config: PluginConfig) -> dict[str, dict[str, object]]:
+        """The run defaults for these validated options: ``run_defaults`` unless a data set
+        overrides this, as one read from a file does (sequence or static is known from the file)."""
+        return cls.run_defaults
+
     def __init__(self, config: PluginConfig, sizes: SplitSizes, frames: int, seed: int) -> None:
         """``frames`` is how many frames the run needs (steps + 1); static sets may store 1."""
         self.config = config

@@ -16,9 +16,11 @@ in memory; for data larger than memory, export to the original HDF5 layout and u
 from __future__ import annotations
 
 import math
+import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import Field, model_validator
 
 from grouping.data.files import MemoryArrays, checked_in_memory, frames_to_read, npz_arrays
@@ -38,6 +40,21 @@ from grouping_plugins.sources.pixels import likelihood_name
 
 #: How far the fractions' sum may stray from 1 (they are typed as decimals).
 FRACTION_TOLERANCE = 1e-6
+#: ``groups`` of sequences are (N, T, H, W); of images (N, H, W).
+SEQUENCE_GROUPS_RANK = 4
+
+
+def groups_rank(path: Path) -> int | None:
+    """The rank of a ``.npz`` file's ``groups``, read from its header; None if it cannot be read
+    (the data set says why when it loads the file)."""
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open("groups.npy") as member:
+            version = np.lib.format.read_magic(member)
+            read = {(1, 0): np.lib.format.read_array_header_1_0}
+            header = read.get(version, np.lib.format.read_array_header_2_0)(member)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    return len(header[0])
 
 
 class ArraysConfig(PluginConfig):
@@ -130,6 +147,14 @@ class ArraysDataset(Dataset):
         arrays = load_splits(config)["train"]
         features, _ = arrays.read(0, arrays.samples, arrays.frames)
         return likelihood_name(is_binary(features))
+
+    @classmethod
+    def run_defaults_for(cls, config: PluginConfig) -> dict[str, dict[str, object]]:
+        """Every step's loss on sequences, the last step's on images (spec 3.2); the training
+        file's ``groups`` header tells which, without loading the arrays."""
+        assert isinstance(config, ArraysConfig)
+        sequences = groups_rank(config.paths()[0]) == SEQUENCE_GROUPS_RANK
+        return {"model": {"loss_step_weights": "all" if sequences else "last"}}
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

@@ -114,6 +114,12 @@ class FlyingMnistDataset(Dataset):
     )
     default_likelihood = "gaussian"
 
+    @classmethod
+    def run_defaults_for(cls, config: PluginConfig) -> dict[str, dict[str, object]]:
+        """Every step's loss on moving digits, the last step's on static ones (spec 3.2)."""
+        static = isinstance(config, cls.Config) and config.static
+        return {"model": {"loss_step_weights": "last" if static else "all"}}
+
     class Config(PluginConfig):
         path: str | None = Field(
             default=None,

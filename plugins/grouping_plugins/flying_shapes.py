@@ -15,6 +15,8 @@ therefore the same whatever the batch, split sizes or number of frames asked for
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import torch
 from pydantic import Field, model_validator
@@ -82,6 +84,8 @@ class FlyingShapesDataset(SpriteDataset):
 
     name = "flying-shapes"
     description = "binary sequences of bouncing shapes, 28x28 (generated from the seed, spec 6.4)"
+    #: the loss of every step, as the paper trains on sequences (spec 3.2)
+    run_defaults: ClassVar[dict[str, dict[str, object]]] = {"model": {"loss_step_weights": "all"}}
 
     class Config(PluginConfig):
         objects: int = Field(default=3, ge=1, le=20, description="sprites per sequence")

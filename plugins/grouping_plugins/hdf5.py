@@ -97,6 +97,15 @@ class HDF5Dataset(Dataset):
         file.raise_first()
         return likelihood_name(file_is_binary(file))
 
+    @classmethod
+    def run_defaults_for(cls, config: PluginConfig) -> dict[str, dict[str, object]]:
+        """Every step's loss on a file of sequences, the last step's on static images (spec 3.2)."""
+        assert isinstance(config, cls.Config)
+        file = open_h5(config.path)
+        file.raise_first()
+        sequences = file.splits["train"].frames > 1
+        return {"model": {"loss_step_weights": "all" if sequences else "last"}}
+
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return self.file.splits["train"].image_shape

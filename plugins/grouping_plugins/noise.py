@@ -18,7 +18,9 @@ class BitflipNoise(Noise):
     description = "flip each binary pixel with probability p"
 
     class Config(PluginConfig):
-        probability: float = Field(default=0.2, ge=0.0, le=1.0)
+        probability: float = Field(
+            default=0.2, ge=0.0, le=1.0, description="chance that each pixel is flipped"
+        )
 
     config: Config
 
@@ -39,7 +41,12 @@ class MaskedUniformNoise(Noise):
     description = "replace each pixel with probability p by a uniform value in [0, 1]"
 
     class Config(PluginConfig):
-        probability: float = Field(default=0.2, ge=0.0, le=1.0)
+        probability: float = Field(
+            default=0.2,
+            ge=0.0,
+            le=1.0,
+            description="chance that each pixel is replaced by a uniform value",
+        )
 
     config: Config
 

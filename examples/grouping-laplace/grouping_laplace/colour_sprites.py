@@ -7,6 +7,8 @@ does), like the background, so that scores count only pixels that belong to one 
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import torch
 from pydantic import Field
@@ -71,6 +73,9 @@ class ColourSpritesDataset(Dataset):
     name = "colour-sprites"
     description = "static RGB images of coloured squares, discs and diamonds (example plugin)"
     default_likelihood = "laplace"
+    #: static images train on the last step's loss (spec 3.2), even when a user switches to this
+    #: data set from a preset made for sequences (``--preset flying-shapes-3 --dataset ...``)
+    run_defaults: ClassVar[dict[str, dict[str, object]]] = {"model": {"loss_step_weights": "last"}}
 
     class Config(PluginConfig):
         objects: int = Field(default=3, ge=1, le=len(PALETTE), description="sprites per image")
