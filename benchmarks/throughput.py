@@ -73,14 +73,16 @@ from torch.utils.flop_counter import FlopCounterMode
 from grouping.accel.cpu_linear import onednn_linear_works, onednn_product, use_cpu_matmul
 from grouping.accel.device import resolve_device
 from grouping.accel.optim import make_adam
-from grouping.accel.precision import Precision, resolve_precision
+from grouping.accel.precision import Precision, install_fp32_outputs, resolve_precision
 from grouping.data.batches import Prefetcher, iterate_batches
 from grouping.engine.em import NeuralEM
 from grouping.plugins.interfaces import ArraySplit, Likelihood, NetworkSpec, Noise
 from grouping.plugins.registry import get_registry
 from grouping.training.batch_step import TrainStep
+from grouping.training.setup import compiled
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling module below, when imported
+from step_counts import count_step
 from step_profile import (
     ceilings,
     first_step_seconds,
@@ -188,7 +190,7 @@ def build(family: Family, seed: int) -> tuple[NeuralEM, Noise]:
     updater_cls = registry.get("updater", "rnn-em").cls
     torch.manual_seed(seed)
     network = net_cls(
-        net_cls.Config.model_validate(family.network_options), NetworkSpec(family.image, True)
+        net_cls.Config.model_validate(family.network_options), NetworkSpec(family.image)
     )
     updater = updater_cls(updater_cls.Config(), network, likelihood)
     weights = [0.0] * (family.steps - 1) + [1.0] if family.step_weights == "last" else None
@@ -437,17 +439,32 @@ def make_paths(
         model, noise = build(family, seed=0)
         model = model.to(device)
         fast_linears = use_cpu_matmul(model, cpu_matmul or args.cpu_matmul, device)
+        if prec == "bf16":
+            install_fp32_outputs(model)  # as grouping.training.setup.prepare_model does
         onednn = onednn or (label == "fast" and fast_linears)
         # eager: torch's default Adam loop; the trainer's paths: its fused Adam where torch has one
         params = list(model.parameters())
         adam = torch.optim.Adam(params, lr=1e-3) if label == "eager" else make_adam(params, 1e-3)
         step = TrainStep(
             model, adam, noise, device,
-            precision=prec, compile=compile_,  # type: ignore[arg-type]
+            precision=prec, forward=compiled(model, compile_),  # type: ignore[arg-type]
         )  # fmt: skip
         g = torch.Generator(device=device).manual_seed(0)
         paths.append(Path_(label, step, depth, g))
     return paths, onednn
+
+
+def step_counts(
+    path: Path_, split: ArraySplit, family: Family, batch: int, device: torch.device
+) -> dict[str, float]:
+    """``ops_per_step`` and ``syncs_per_step`` of the path's real steps (``step_counts.py``)."""
+    order = np.arange(batch) % len(split)
+
+    def one_batch() -> Tensor:
+        features, _ = next(iter(iterate_batches(split, order, batch, family.steps + 1, device)))
+        return features
+
+    return count_step(path.step, one_batch, path.generator)
 
 
 def bench_family(family: Family, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
@@ -478,6 +495,7 @@ def bench_family(family: Family, args: argparse.Namespace, device: torch.device)
         for p in paths:
             p.rates.append(run_steps(p, split, family, batch, args.steps, device))
         ratios.append(fast.rates[-1] / eager.rates[-1])
+    counts = step_counts(fast, split, family, batch, device)
     shares = None
     if args.profile_steps:
         shares = profile_breakdown(
@@ -507,6 +525,7 @@ def bench_family(family: Family, args: argparse.Namespace, device: torch.device)
         "peak_gflops_per_s": peak.best,
         "fraction_of_peak": fraction,
         "speedup_vs_eager": speedup,
+        **counts,
         "peak_memory_mb": peak_memory_mb(fast, split, family, batch, device),
         "compile_images_per_s": statistics.median(compiled.rates) if compiled else None,
         "compile_seconds": compile_s,
@@ -574,6 +593,11 @@ def print_table(rows: list[dict[str, Any]], device: torch.device, threads: int) 
                 f"({r['compile_images_per_s'] / r['images_per_s']:.2f}x the default path), "
                 f"first step after {r['compile_seconds']:.1f} s"
             )
+    for r in rows:
+        print(
+            f"{r['family']}: {r['ops_per_step']:.0f} operators and "
+            f"{r['syncs_per_step']:.2f} host syncs per training step"
+        )
     print_breakdown(rows)
     print_ceilings(rows)
     for r in rows:

@@ -18,9 +18,10 @@ from grouping.config.schema import (
     format_validation_error,
     validate,
 )
+from grouping.engine.contracts import check_model, check_split
 from grouping.engine.em import NeuralEM
 from grouping.errors import ConfigError, GroupingError, PluginError, one_line
-from grouping.plugins.guard import CheckedSplit, blame, checked_split, label
+from grouping.plugins.guard import blame, label
 from grouping.plugins.interfaces import (
     Dataset,
     Likelihood,
@@ -29,6 +30,7 @@ from grouping.plugins.interfaces import (
     Noise,
     PluginConfig,
     PluginKind,
+    Split,
     SplitName,
     SplitSizes,
     Updater,
@@ -65,6 +67,11 @@ def resolve(config: RunConfig, registry: Registry | None = None) -> RunConfig:
     return validate(data)
 
 
+def is_resolved(config: RunConfig) -> bool:
+    """Whether :func:`resolve` made this config: no plugin name is left ``auto``."""
+    return all(config.section(kind).name != AUTO for kind in PLUGIN_SECTIONS)
+
+
 def plugin_options(kind: PluginKind, name: str, cls: Any, options: dict[str, Any]) -> PluginConfig:
     """A plugin's options validated by its own ``Config``, or a one-line error naming the keys."""
     model = cast(type[PluginConfig], getattr(cls, "Config", PluginConfig))
@@ -85,12 +92,13 @@ class Assembly:
     likelihood: Likelihood
     noise: Noise
     model: NeuralEM
-    _splits: dict[SplitName, CheckedSplit] = field(default_factory=dict, repr=False)
+    _splits: dict[SplitName, Split] = field(default_factory=dict, repr=False)
 
-    def split(self, name: SplitName) -> CheckedSplit:
-        """The data set's split, with every batch checked at the boundary (``grouping.guard``)."""
+    def split(self, name: SplitName) -> Split:
+        """The data set's split; its first batch is checked when it is first asked for
+        (``grouping.engine.contracts``), and no batch after that."""
         if name not in self._splits:
-            self._splits[name] = checked_split(self.dataset, name, self.likelihood)
+            self._splits[name] = check_split(self.dataset, name, self.likelihood)
         return self._splits[name]
 
 
@@ -135,7 +143,7 @@ def build_model(
     registry = registry or get_registry()
     likelihood: Likelihood = _make("likelihood", config, registry)
     updater_cls = registry.get("updater", config.updater.name).cls
-    spec = NetworkSpec(image_shape=image_shape, recurrent=bool(updater_cls.recurrent))
+    spec = NetworkSpec(image_shape=image_shape, encoder=bool(updater_cls.needs_encoder))
     network: Network = _make("network", config, registry, spec)
     updater: Updater = _make("updater", config, registry, network, likelihood)
     m = config.model
@@ -149,6 +157,7 @@ def build_model(
         inter_weight=m.loss_inter_weight,
         pred_init=m.pred_init,
         gamma_grid=m.gamma_init_grid if m.gamma_init == "smooth" else None,
+        checkpoint_steps=config.train.checkpoint_steps,
     )
 
 
@@ -158,9 +167,11 @@ def build_noise(config: RunConfig, registry: Registry | None = None) -> Noise:
 
 
 def assemble(config: RunConfig, registry: Registry | None = None) -> Assembly:
-    """Every plugin object a run needs, from a resolved config."""
+    """Every plugin object a run needs, from a resolved config, with the model plugins' contracts
+    checked once on a tiny batch (``grouping.engine.contracts``)."""
     registry = registry or get_registry()
     dataset = build_dataset(config, registry)
     model = build_model(config, dataset.image_shape, registry)
-    noise: Noise = _make("noise", config, registry)
+    noise = build_noise(config, registry)
+    check_model(model, noise, dataset.image_shape)
     return Assembly(config, dataset, model.likelihood, noise, model)

@@ -20,7 +20,6 @@ from grouping.engine.em import NeuralEM
 from grouping.evaluation.collapse import component_shares, summarize_shares
 from grouping.evaluation.metrics import adjusted_mutual_info, adjusted_rand_index
 from grouping.evaluation.separation import by_quartile, object_separation
-from grouping.plugins.guard import apply_noise
 from grouping.plugins.interfaces import Noise, Split
 
 
@@ -103,6 +102,22 @@ class Scores:
         }
 
 
+def per_sample_draws(
+    model: NeuralEM, noise: Noise, features: Tensor, base: int, start: int
+) -> tuple[Tensor, Tensor]:
+    """The noisy inputs and gamma^(0) of samples ``start``, ``start + 1``, ... of a split, each
+    drawn from a generator seeded by ``base`` and the sample's index: a sample gets the same draws
+    whatever the batch it falls in, so scores do not depend on ``eval.batch_size``."""
+    b, _, h, w, _ = features.shape
+    device = features.device
+    noisy, gammas = [], []
+    for i in range(b):
+        g = torch.Generator(device=device).manual_seed(base + start + i)
+        noisy.append(noise(features[i : i + 1], g))
+        gammas.append(model.initial_gamma((1, model.components, h, w, 1), g, device))
+    return torch.cat(noisy), torch.cat(gammas)
+
+
 @torch.no_grad()
 def score_split(
     model: NeuralEM,
@@ -117,7 +132,8 @@ def score_split(
     weights: list[float] | None = None,
 ) -> Scores:
     """Run the model over the first ``samples`` of a split with fresh noise and gamma^(0), as the
-    original evaluation does (spec 8.1), and score every step."""
+    original evaluation does (spec 8.1), and score every step. The draws are per sample
+    (:func:`per_sample_draws`): the same images score the same whatever the batch size."""
     steps = model.steps if steps is None else steps
     n = len(split) if samples is None else min(samples, len(split))
     was_training = model.training
@@ -125,9 +141,12 @@ def score_split(
     amis, aris, shares, separations = [], [], [], []
     scores = Scores(np.zeros((0, steps)), np.zeros((0, steps)))
     try:
+        base = int(torch.randint(0, 2**62, (), generator=generator, device=generator.device))
+        start = 0
         for features, groups in iterate_batches(split, np.arange(n), batch_size, steps + 1, device):
-            inputs = apply_noise(noise, features, generator)
-            out = model(inputs, features, generator, steps=steps, weights=weights)
+            inputs, gamma = per_sample_draws(model, noise, features, base, start)
+            start += features.shape[0]
+            out = model(inputs, features, steps=steps, weights=weights, gamma=gamma)
             ami, ari = score_groupings(out.gamma, groups)
             amis.append(ami)
             aris.append(ari)

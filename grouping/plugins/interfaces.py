@@ -1,6 +1,6 @@
 """The five plugin kinds: the abstract interfaces every built-in and third-party plugin implements.
 
-Shape letters: B batch, K components, N = B*K flat copies, T EM steps, H, W image size, C channels,
+Shape letters: B batch, K components, N = B*K flat copies (what a network sees), T EM steps, H, W image size, C channels,
 S component state size. Tensors are channels-last, as in the original code: images are (..., H, W, C).
 
 A plugin is a class that subclasses one of the interfaces below and sets three class attributes:
@@ -16,6 +16,7 @@ and builds the plugin from that validated object.
 from __future__ import annotations
 
 import abc
+import contextlib
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -106,20 +107,24 @@ class NetworkSpec:
     """What the engine tells a network when it builds it."""
 
     image_shape: tuple[int, int, int]  # (H, W, C)
-    #: True when the updater drives the network as a recurrent cell (RNN-EM); False when it only
-    #: needs the decoder (N-EM), so a network can skip building its encoder and recurrent weights.
-    recurrent: bool = True
+    #: True when the updater reads the network's encoder (RNN-EM, LSTM-EM); False when it only
+    #: decodes (N-EM), so a network can skip building its encoder.
+    encoder: bool = True
 
 
 class Network(nn.Module, Plugin):
-    """The component network f_phi shared by the K copies (spec 5).
+    """The component network shared by the K copies (spec 5): an encoder and a decoder.
 
-    It is a recurrent cell for RNN-EM and a decoder for N-EM. A component's state is a vector (N, S)
-    that starts at zero (spec 2.6); the decoder reads a representation h (N, S) in (0, 1): RNN-EM's
-    hidden activation, or sigmoid(theta) for N-EM.
+    The network holds no recurrence: the updater owns the M-step (RNN-EM's recurrent layer, N-EM's
+    gradient step, an LSTM cell, an interaction between components) and calls ``encode`` on the
+    masked differences and ``decode`` on the representation it keeps. Both work on flat copies
+    (N = B * K rows), so an updater flattens its grouped (B, K, ...) tensors around them.
     """
 
     kind: ClassVar[PluginKind] = "network"
+    #: Whether the representation an updater hands ``decode`` should be layer-normalised before
+    #: its squashing (the TF 1.2 "rnn" layer with layer norm of spec 5.1). RNN-EM reads it.
+    layer_norm: bool = False
 
     def __init__(self, config: PluginConfig, spec: NetworkSpec) -> None:
         super().__init__()
@@ -129,11 +134,17 @@ class Network(nn.Module, Plugin):
     @property
     @abc.abstractmethod
     def state_size(self) -> int:
-        """S, the length of one component's state vector."""
+        """S, the length of the representation ``decode`` reads."""
 
-    def initial_state(self, n: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-        """The state every copy starts from: zeros (N, S) (spec 2.6)."""
-        return torch.zeros(n, self.state_size, device=device, dtype=dtype)
+    @property
+    def encoding_size(self) -> int:
+        """E, the length of ``encode``'s output; the flat image size H*W*C unless overridden."""
+        h, w, c = self.spec.image_shape
+        return h * w * c
+
+    def encode(self, u: Tensor) -> Tensor:
+        """Encoding e (N, E) of masked differences u (N, H, W, C); the flat pixels by default."""
+        return u.reshape(u.shape[0], -1)
 
     @abc.abstractmethod
     def decode(self, h: Tensor) -> Tensor:
@@ -147,10 +158,10 @@ class Network(nn.Module, Plugin):
         """
         return None
 
-    @abc.abstractmethod
-    def forward(self, u: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        """One recurrent step: masked difference u (N, H, W, C) and state (N, S) ->
-        (raw prediction (N, H, W, C), new state (N, S))."""
+    def unrolled(self) -> contextlib.AbstractContextManager[None]:
+        """A context around one unrolled pass (T steps), for work a network does once per pass
+        rather than once per step (the conv decoder derives its sub-pixel kernels here)."""
+        return contextlib.nullcontext()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -158,14 +169,18 @@ class Network(nn.Module, Plugin):
 
 
 class Updater(nn.Module, Plugin):
-    """The M-step: moves each component's state given its gamma-masked difference (spec 2.4, 2.5).
+    """The M-step (eq. 4): moves each component's state given its gamma-masked difference.
 
-    The updater owns the network, so ``updater.parameters()`` are all the trainable weights.
+    The updater sees the K components of each sample together, (B, K, ...), so a method whose
+    components interact (R-NEM) is one updater, and K is read from the shape: weights that do not
+    depend on K let a model trained with one K run with another. It owns the network, so
+    ``updater.parameters()`` are all the trainable weights.
     """
 
     kind: ClassVar[PluginKind] = "updater"
-    #: Whether the network is used as a recurrent cell (see ``NetworkSpec.recurrent``).
-    recurrent: ClassVar[bool] = True
+    #: Whether the updater calls ``network.encode`` (passed to the network as
+    #: ``NetworkSpec.encoder``; N-EM, which only decodes, sets False).
+    needs_encoder: ClassVar[bool] = True
 
     def __init__(self, config: PluginConfig, network: Network, likelihood: Likelihood) -> None:
         super().__init__()
@@ -173,13 +188,21 @@ class Updater(nn.Module, Plugin):
         self.network = network
         self.likelihood = likelihood
 
-    def initial_state(self, n: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-        """Initial state of N copies (N, S)."""
-        return self.network.initial_state(n, device, dtype)
+    @property
+    def state_size(self) -> int:
+        """The length of one component's state; the network's representation by default."""
+        return self.network.state_size
+
+    def initial_state(
+        self, batch: int, components: int, device: torch.device, dtype: torch.dtype
+    ) -> Tensor:
+        """The state before step 1 (spec 2.6): zeros (B, K, S)."""
+        return torch.zeros(batch, components, self.state_size, device=device, dtype=dtype)
 
     @abc.abstractmethod
     def forward(self, u: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        """u = gamma * (x_noisy - psi) (N, H, W, C), state (N, S) -> (psi (N, H, W, C), new state)."""
+        """u = gamma * (x~ - psi) (B, K, H, W, C), state (B, K, S) ->
+        (psi (B, K, H, W, C), new state (B, K, S))."""
 
 
 # --------------------------------------------------------------------------------------------------

@@ -24,42 +24,85 @@ from typing import Any
 import torch
 
 from grouping.errors import RunDirError, one_line
+from grouping.rundir.upgrade import upgrade_2_to_3
 
-#: 1: the first layout; 2: adds ``sha256``.
-FORMAT_VERSION = 2
+#: 1: the first layout; 2: adds ``sha256``; 3: the recurrent layer in the updater
+#: (``grouping.rundir.upgrade`` reads 2 as 3).
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (2, 3)
 DIGEST_KEY = "sha256"
 #: How torch's weights-only unpickler names a global it refused to import (a class, a function).
 _UNSAFE_GLOBAL = re.compile(r"GLOBAL ([\w.]+)|Unsupported class ([\w.]+)")
 
 
-def content_digest(payload: Mapping[str, Any]) -> str:
+def content_digest(payload: Mapping[str, Any], strict: bool = False) -> str:
     """SHA-256 over every value of ``payload`` except the digest itself, in a canonical order.
 
-    Tensors contribute their dtype, shape and bytes; other values their ``repr``.
+    Tensors contribute their dtype, shape and bytes; other values their ``repr``. The walk is
+    bounded (:data:`MAX_DEPTH` levels, :data:`MAX_NODES` values); with ``strict`` (a file being
+    read) a container met twice (shared or circular references) or a type no checkpoint holds is
+    refused too. Each refusal is a :class:`CheckpointShapeError`.
     """
     h = hashlib.sha256()
-    _feed(h, {k: v for k, v in payload.items() if k != DIGEST_KEY})
+    _Walk(h, strict).feed({k: v for k, v in payload.items() if k != DIGEST_KEY}, 0)
     return h.hexdigest()
 
 
-def _feed(h: Any, value: Any) -> None:
-    if isinstance(value, torch.Tensor):
-        t = value.detach().cpu().contiguous()
-        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    elif isinstance(value, Mapping):
-        h.update(b"{")
-        for key in sorted(value, key=repr):
-            h.update(repr(key).encode())
-            _feed(h, value[key])
-        h.update(b"}")
-    elif isinstance(value, (list, tuple)):
-        h.update(b"[")
-        for item in value:
-            _feed(h, item)
-        h.update(b"]")
-    else:
-        h.update(repr(value).encode())
+#: The deepest nesting and the most values a checkpoint holds; a real one stays far below both
+#: (depth about 8, a few thousand values), and a crafted one with shared or circular references
+#: would otherwise make the digest walk run forever or overflow the stack.
+MAX_DEPTH = 64
+MAX_NODES = 2_000_000
+#: The only types a checkpoint holds besides tensors and containers (dict, list, tuple).
+PLAIN_TYPES = (str, int, float, bool, type(None))
+
+
+class CheckpointShapeError(ValueError):
+    """A payload whose structure no grouping checkpoint has (too deep, too big, a foreign type)."""
+
+
+class _Walk:
+    """One bounded walk over a payload, feeding a hash."""
+
+    def __init__(self, h: Any, strict: bool) -> None:
+        self.h, self.strict, self.left = h, strict, MAX_NODES
+        self.seen: set[int] = set()
+
+    def enter(self, value: Any, depth: int) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise CheckpointShapeError(f"it holds more than {MAX_NODES} values")
+        if depth > MAX_DEPTH:
+            raise CheckpointShapeError(f"it is nested deeper than {MAX_DEPTH} levels")
+        if self.strict and isinstance(value, (dict, list, tuple)):
+            if id(value) in self.seen:
+                raise CheckpointShapeError("it holds shared or circular references")
+            self.seen.add(id(value))
+
+    def feed(self, value: Any, depth: int) -> None:
+        self.enter(value, depth)
+        h = self.h
+        if isinstance(value, torch.Tensor):
+            t = value.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(value, dict):
+            h.update(b"{")
+            for key in sorted(value, key=repr):
+                h.update(repr(key).encode())
+                self.feed(value[key], depth + 1)
+            h.update(b"}")
+        elif isinstance(value, (list, tuple)):
+            h.update(b"[")
+            for item in value:
+                self.feed(item, depth + 1)
+            h.update(b"]")
+        elif isinstance(value, PLAIN_TYPES) or not self.strict:
+            h.update(repr(value).encode())
+        else:
+            raise CheckpointShapeError(
+                f"it holds a {type(value).__name__}, which no checkpoint holds"
+            )
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
@@ -112,7 +155,11 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     whose content does not match its digest.
     """
     if not path.is_file():
-        raise RunDirError(f"checkpoint not found: {path}")
+        raise RunDirError(not_a_file(path))
+    if torch.device(map_location).type == "meta":
+        raise RunDirError(
+            f"cannot load {path} onto the meta device, which holds no data; use cpu or cuda"
+        )
     try:
         with warnings.catch_warnings():  # torch warns about foreign pickle protocols: we refuse
             warnings.simplefilter("ignore")
@@ -130,16 +177,35 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         raise _unreadable(path, exc) from None
     if not isinstance(payload, dict) or "format_version" not in payload:
         raise RunDirError(f"{path} is not a grouping checkpoint (no format_version)")
-    if payload["format_version"] != FORMAT_VERSION:
+    if payload["format_version"] not in READABLE_VERSIONS:
         raise RunDirError(
             f"{path} has checkpoint format {payload['format_version']!r}; this grouping reads "
-            f"format {FORMAT_VERSION}"
+            f"formats {', '.join(map(str, READABLE_VERSIONS))}"
         )
-    if payload.get(DIGEST_KEY) != content_digest(payload):
+    try:
+        digest = content_digest(payload, strict=True)
+    except (CheckpointShapeError, ValueError, RecursionError) as exc:  # ValueError: a huge int
+        raise RunDirError(
+            f"{path} is not a grouping checkpoint: {one_line(str(exc), 200)}"
+        ) from None
+    if payload.get(DIGEST_KEY) != digest:
         raise RunDirError(
             f"{path} is corrupt: its content does not match its sha256 digest; use another copy"
         )
+    if payload["format_version"] == 2:
+        payload = upgrade_2_to_3(payload)
     return payload
+
+
+def not_a_file(path: Path) -> str:
+    """Why ``path`` (a checkpoint that is not a regular file) cannot be read, in one line."""
+    if path.is_symlink() and not path.exists():
+        return f"checkpoint {path} is a link to {os.readlink(path)}, which does not exist"
+    if not path.exists():
+        return f"checkpoint not found: {path}"
+    kind = "a folder" if path.is_dir() else "not a regular file (a device, pipe or socket)"
+    link = f" (a link to {os.readlink(path)})" if path.is_symlink() else ""
+    return f"checkpoint {path}{link} is {kind}; a checkpoint is a file written by grouping"
 
 
 def _unreadable(path: Path, exc: Exception) -> RunDirError:

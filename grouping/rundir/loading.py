@@ -22,11 +22,12 @@ from grouping.accel.device import resolve_device
 from grouping.config.loading import build_config
 from grouping.config.schema import RunConfig
 from grouping.engine.assembly import build_dataset, build_model, build_noise, resolve
+from grouping.engine.contracts import check_model
 from grouping.engine.em import NeuralEM
 from grouping.errors import RunDirError
 from grouping.plugins.interfaces import Dataset, Noise
 from grouping.plugins.registry import Registry
-from grouping.rundir.checkpoint import load_checkpoint
+from grouping.rundir.checkpoint import load_checkpoint, not_a_file
 from grouping.rundir.folder import RunDir, final_run
 from grouping.rundir.pretrained import resolve_run
 
@@ -85,12 +86,14 @@ def load_trained(
     check_weights_fit(trained, config, path)
     torch.manual_seed(config.seed)
     dataset = build_dataset(config, registry, frames=frames)
-    model = build_model(config, dataset.image_shape, registry).to(target)
+    model = build_model(config, dataset.image_shape, registry)
+    noise = build_noise(config, registry)
+    check_model(model, noise, dataset.image_shape)  # the contracts, once, with this K
+    model = model.to(target)
     use_cpu_matmul(model, config.train.cpu_matmul, target)  # the kernel the run trained with
     load_weights(model, payload, path, config.network.name)
     model.eval()
     epoch = int(payload.get("train_state", {}).get("epoch", 0))
-    noise = build_noise(config, registry)
     return LoadedRun(run.path, config, dataset, model, noise, path, epoch, trained)
 
 
@@ -101,14 +104,21 @@ def checkpoint_path(run: RunDir, checkpoint: Checkpoint, tested: str = "best") -
     if checkpoint not in (*CHECKPOINTS, "auto"):
         raise RunDirError(f"unknown checkpoint {checkpoint!r}; valid: {', '.join(CHECKPOINTS)}")
     path = run.tested(tested if checkpoint == "auto" else checkpoint)
-    if checkpoint == "auto" and not path.is_file():
+    if checkpoint == "auto" and not _present(path):
         path = run.last  # a run that has not yet written a best checkpoint
+    if _present(path) and not path.is_file():  # a folder, a link to a device: say so
+        raise RunDirError(not_a_file(path))
     if not path.is_file():
         raise RunDirError(
             f"checkpoint not found: {run.path} has no checkpoints/{path.name}; the run has not "
             "finished an epoch, so there is no trained model to load"
         )
     return path
+
+
+def _present(path: Path) -> bool:
+    """Something (a file, a folder, a link even to nothing) is at ``path``."""
+    return path.exists() or path.is_symlink()
 
 
 def load_weights(model: nn.Module, payload: dict[str, Any], path: Path, network: str) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from grouping.config.schema import RunConfig
+from grouping.engine.assembly import is_resolved, resolve
 from grouping.plugins.registry import Registry
 from grouping.rundir.folder import RunDir
 from grouping.training.reporting import Reporter
@@ -27,6 +28,8 @@ def train(
     ``stages`` trains them in order (:mod:`grouping.training.stages`); otherwise see
     :func:`grouping.training.run.train_run`. With ``train.resume = "auto"`` a folder ``out`` that
     holds an unfinished run with a ``last.pt`` is resumed instead of refused."""
+    if not is_resolved(config):  # the edge of the Python API: resolved once, here
+        config = resolve(config, registry)
     if config.stages:
         root = out.path if isinstance(out, RunDir) else out
         return train_stages(config, root, reporter, registry, tensorboard=tensorboard)

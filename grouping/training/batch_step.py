@@ -1,71 +1,81 @@
-"""One training step, the way the trainer and the throughput benchmark both run it.
+"""One training step, read top to bottom: noise -> forward -> loss -> backward -> Adam.
 
-noise -> the unrolled EM forward (keep=False: only the weighted loss) -> backward -> Adam. The
-``train`` config picks how: the matmul precision (``grouping.precision``), ``torch.compile`` of the
-forward, activation checkpointing over EM steps, and the module the forward calls (the model, or
-its ``DistributedDataParallel`` wrapper). The CPU's fp32 linear kernel is the model's own
-(``grouping.accel.cpu_linear.use_cpu_matmul``), so training, evaluation and figures share it.
+The step never waits for the device. The loss comes back as a device tensor, read by the trainer
+at its logging interval; a non-finite loss or gradient is found on the device (one fused norm over
+all gradients) and handed to the fused Adam as ``found_inf``, which then leaves the weights and
+moments as they were. The model arrives ready (``grouping.training.setup``): its precision hooks,
+activation checkpointing and compile are set when it is built, not here. The throughput benchmark
+runs this same step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from grouping.accel.precision import Precision, install_fp32_outputs, matmul_context
-from grouping.engine.em import NeuralEM
-from grouping.plugins.guard import apply_noise, nonfinite
+from grouping.accel.precision import Precision, matmul_context
 from grouping.plugins.interfaces import Noise
 
 
 class TrainStep:
-    """Callable ``(features, generator) -> loss`` that trains ``model`` by one optimizer step.
+    """Callable ``(features, generator) -> (loss, norms)``: one optimizer step on ``model``.
 
-    A step whose loss or gradients are not finite is not applied: ``problem`` then says what was
-    wrong (else it is None), and the trainer stops or skips (``train.on_nonfinite``). ``agree``
-    makes all data-parallel ranks take the same decision.
+    ``loss`` is the detached training loss and ``norms`` the loss followed by every gradient's
+    norm, (1 + P,), both on the device: the trainer reads them at its logging interval to book
+    the losses and to name what was not finite (``train.on_nonfinite``).
     """
 
     def __init__(
         self,
-        model: NeuralEM,
+        model: nn.Module,
         optimizer: torch.optim.Optimizer,
         noise: Noise,
         device: torch.device,
         *,
         precision: Precision = "fp32",
-        compile: bool = False,
-        checkpoint_steps: bool = False,
-        forward: nn.Module | None = None,
-        agree: Callable[[bool], bool] | None = None,
+        forward: Any = None,
     ) -> None:
         self.model = model
         self.optimizer = optimizer
         self.noise = noise
         self.device = device
         self.precision = precision
-        if precision == "bf16":
-            install_fp32_outputs(model)
-        model.checkpoint_steps = checkpoint_steps
-        module = forward if forward is not None else model
-        self.forward: Any = torch.compile(module) if compile else module
-        self.agree = agree or (lambda flag: flag)
-        self.problem: str | None = None
+        #: the module the forward calls: the model, its compiled form or its DDP wrapper
+        self.forward = forward if forward is not None else model
+        #: the parameters that get gradients, and their names, set after the first backward
+        self.params: list[nn.Parameter] = []
+        self.names: list[str] = []
+        #: the fused Adam skips a step on the device; the plain loop needs the host to decide
+        self.device_skip = bool(optimizer.defaults.get("fused"))
 
-    def __call__(self, features: Tensor, generator: torch.Generator) -> Tensor:
-        """features (B, T+1, H, W, C) clean frames -> the detached training loss (a scalar)."""
-        inputs = apply_noise(self.noise, features, generator)
+    def __call__(self, features: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """features (B, T+1, H, W, C) clean frames -> (loss, norms), detached, on the device."""
+        inputs = self.noise(features, generator)
         with matmul_context(self.device, self.precision):
-            out = self.forward(inputs, features, generator, keep=False)
+            loss = self.forward(inputs, features, generator, keep=False).loss
         self.optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        problem = nonfinite(out.loss, self.model)
-        if self.agree(problem is not None):
-            self.problem = problem or "another process met a non-finite loss or gradient"
-        else:
-            self.problem = None
+        loss.backward()
+        if not self.params:
+            named = [(n, p) for n, p in self.model.named_parameters() if p.grad is not None]
+            self.names, self.params = [n for n, _ in named], [p for _, p in named]
+        grads = [p.grad for p in self.params if p.grad is not None]
+        norms = torch.stack([loss.detach(), *torch._foreach_norm(grads)])
+        bad = ~torch.isfinite(norms.sum())
+        if self.device_skip:
+            self.optimizer.found_inf = bad.float()  # type: ignore[attr-defined]
             self.optimizer.step()
-        return out.loss.detach()
+        elif not bool(bad):  # pragma: no cover - torch without a fused Adam for this device
+            self.optimizer.step()
+        return loss.detach(), norms
+
+
+def first_problem(norms: list[float], names: list[str]) -> str:
+    """What was not finite in a step, from its ``norms`` row: the loss, or the first gradient."""
+    if not all(v == v and abs(v) != float("inf") for v in norms[:1]):
+        return f"the loss is {norms[0]}"
+    for name, value in zip(names, norms[1:]):
+        if not (value == value and abs(value) != float("inf")):
+            return f"the gradient of {name} is not finite"
+    return "a gradient is not finite"

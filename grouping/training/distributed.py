@@ -109,6 +109,12 @@ class Dist:
             return flag
         return self.sum([1.0 if flag else 0.0], device)[0] > 0
 
+    def any_of(self, flags: list[bool], device: torch.device) -> list[bool]:
+        """Each flag True on every rank when any rank says True: one all-reduce for all of them."""
+        if not self.active:
+            return flags
+        return [v > 0 for v in self.sum([1.0 if f else 0.0 for f in flags], device)]
+
     def broadcast_weights(self, model: nn.Module) -> None:
         """Copy rank 0's parameters and buffers to every rank."""
         if not self.active:

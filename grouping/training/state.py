@@ -60,14 +60,17 @@ class TrainState:
             self.stop_reason = "epoch limit"
         return improved
 
-    def nonfinite_message(self, problem: str, blocks: int, last: Path | None) -> str:
-        """The line a run that met a NaN or infinity stops with: where, what, what is kept."""
+    def nonfinite_message(
+        self, problem: str, blocks: int, last: Path | None, batch: int | None = None
+    ) -> str:
+        """The line a run that met a NaN or infinity stops with: where (batch ``batch`` of the
+        epoch in progress, the current one by default), what, what is kept."""
         kept = (
             f"the last good checkpoint is {last} (epoch {self.epoch})"
             if self.epoch and last is not None
             else "no epoch had finished, so there is no checkpoint"
         )
         return (
-            f"stopped at epoch {self.epoch + 1}, batch {self.batch} of {blocks}: {problem}; "
+            f"stopped at epoch {self.epoch + 1}, batch {batch or self.batch} of {blocks}: {problem}; "
             f"{kept}; --set train.on_nonfinite=skip skips such batches instead"
         )

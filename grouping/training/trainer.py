@@ -15,13 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from grouping.accel.cpu_linear import use_cpu_matmul
 from grouping.accel.device import make_generator, resolve_device
 from grouping.accel.optim import make_adam
-from grouping.accel.precision import resolve_precision
 from grouping.config.schema import RunConfig
 from grouping.data.batches import Prefetcher, iterate_batches, prefetch_depth
-from grouping.engine.assembly import Assembly, assemble, resolve
+from grouping.engine.assembly import Assembly, assemble, is_resolved
 from grouping.errors import DataError, Interrupted, NonFiniteError
 from grouping.evaluation.collapse import collapse_warning
 from grouping.evaluation.scoring import Scores, score_split
@@ -33,7 +31,10 @@ from grouping.rundir.loading import load_weights
 from grouping.rundir.warm_start import init_from
 from grouping.training import distributed
 from grouping.training.batch_step import TrainStep
+from grouping.training.books import LossBook
 from grouping.training.reporting import Reporter, SilentReporter
+from grouping.training.schedule import LrSchedule
+from grouping.training.setup import compiled, prepare_model
 from grouping.training.signals import StopRequest
 from grouping.training.snapshot import restore, snapshot
 from grouping.training.state import TrainState
@@ -53,7 +54,9 @@ class Trainer:
     ) -> None:
         """``out`` is a new run folder, or an opened one with the ``checkpoint`` to resume from
         (see :func:`grouping.resume.resume`)."""
-        self.config = resolve(config, registry)
+        if not is_resolved(config):
+            raise ValueError("Trainer takes a resolved config (grouping.engine.assembly.resolve)")
+        self.config = config
         tc = self.config.train
         # several processes under torchrun: only rank 0 reports and writes (grouping.distributed)
         self.dist, self.device = distributed.setup(resolve_device(tc.device))
@@ -62,10 +65,12 @@ class Trainer:
         self._set_threads()
         torch.manual_seed(self.config.seed)
         self.parts: Assembly = assemble(self.config, registry)
-        self.model = self.parts.model.to(self.device)
-        use_cpu_matmul(self.model, tc.cpu_matmul, self.device)
+        self.model, self.precision = prepare_model(self.parts.model, tc, self.device)
         self.optimizer = make_adam(self.model.parameters(), tc.lr)
+        self.schedule = LrSchedule.for_train(tc)  # train.lr_schedule (grouping.training.schedule)
         self.step = self._train_step()
+        self.losses = LossBook()  # the losses since the trainer last read them, on the device
+        self._blocks = 0  # batches in the epoch in progress, for messages
         self.generator = make_generator(self.device, self.dist.seed_for(self.config.seed))
         self.order_rng = np.random.default_rng([self.config.seed, 7])
         self.state = TrainState()
@@ -91,18 +96,16 @@ class Trainer:
         self.threads = ThreadProbe.for_run(tc.threads, self.device, self.dist.active)
 
     def _train_step(self) -> TrainStep:
-        """One optimizer step as ``train`` asks: precision, compile, checkpointing, DDP."""
-        tc = self.config.train
+        """One optimizer step on the prepared model, through its DDP wrapper and compiled where
+        ``train.compile`` asks."""
+        forward = distributed.wrap(self.model, self.dist, self.device)
         return TrainStep(
             self.model,
             self.optimizer,
             self.parts.noise,
             self.device,
-            precision=resolve_precision(tc.precision, self.device),
-            compile=tc.compile,
-            checkpoint_steps=tc.checkpoint_steps,
-            forward=distributed.wrap(self.model, self.dist, self.device),
-            agree=lambda flag: self.dist.any(flag, self.device),
+            precision=self.precision,
+            forward=compiled(forward, self.config.train.compile),
         )
 
     def _open_rundir(self, out: Path | RunDir) -> RunDir:
@@ -130,7 +133,9 @@ class Trainer:
     def save_last(self, payload: dict[str, Any] | None = None) -> None:
         """``last.pt``: the state now, mid-epoch or at its end, so a resumed run continues here.
         Every rank calls it (the payload gathers every rank's RNG state); rank 0 writes."""
-        payload = self._payload() if payload is None else payload
+        if payload is None:
+            self.read_losses()  # the partial sums the checkpoint holds
+            payload = self._payload()
         if self.dist.main:
             save_checkpoint(self.rundir.last, payload)
         self._saved_at = time.perf_counter()
@@ -161,6 +166,7 @@ class Trainer:
         order = self.dist.shard_order(order, batch)
         local = batch // self.dist.world
         self.reporter.epoch_start(s.epoch + 1, blocks)
+        self._blocks = blocks
         self.model.train()
         start = time.perf_counter()
         self.threads.start()
@@ -171,39 +177,48 @@ class Trainer:
             for features, _groups in Prefetcher(
                 batches, prefetch_depth(self.config.train.prefetch, self.device)
             ):
-                self._count_batch(float(self.step(features, self.generator)), features, blocks)
-                if self.dist.any(self._checkpoint_due(), self.device):  # train.checkpoint_minutes
+                self.schedule.apply(self.optimizer, s)  # the rate for this batch, from the state
+                _, norms = self.step(features, self.generator)  # noise, forward, backward, Adam
+                self._count_batch(norms, features.shape[0], blocks)
+                late = deadline is not None and time.perf_counter() > deadline
+                due, stop, late = self.dist.any_of(
+                    [self._checkpoint_due(), self.stop.requested, late], self.device
+                )
+                if due:  # train.checkpoint_minutes
                     now = time.perf_counter()
                     s.epoch_seconds, start = s.epoch_seconds + now - start, now
                     self.save_last()
-                late = deadline is not None and time.perf_counter() > deadline
-                if self.dist.any(self.stop.requested, self.device):
-                    outcome = "stop"
-                    break
-                if self.dist.any(late, self.device):
-                    outcome = "deadline"
+                if stop or late:
+                    outcome = "stop" if stop else "deadline"
                     break
         finally:
             s.epoch_seconds += time.perf_counter() - start
+            self.read_losses()
         return outcome
 
-    def _count_batch(self, loss: float, features: torch.Tensor, blocks: int) -> None:
-        """Book one trained batch: its loss, or a skipped or fatal non-finite step."""
+    def _count_batch(self, norms: torch.Tensor, images: int, blocks: int) -> None:
+        """Book one trained batch; its loss is read with the others at the logging interval."""
         s = self.state
         s.batch += 1
-        if self.step.problem is None:
-            s.epoch_losses.append(loss)
-        elif self.config.train.on_nonfinite == "skip":
-            s.epoch_skipped += 1
-        else:
-            last = self.rundir.last if self.rundir.last.is_file() else None
-            message = s.nonfinite_message(self.step.problem, blocks, last)
-            raise NonFiniteError(message, self.rundir.path)
-        s.epoch_images += features.shape[0]
-        self.reporter.batch_end(s.epoch + 1, s.batch, loss)
-        chosen = self.threads.batch_done(features.shape[0], s)  # a line once the probe has chosen
+        s.epoch_images += images
+        self.losses.add(s.batch, norms)
+        if self.losses.due():
+            self.read_losses()
+        self.reporter.batch_end(s.epoch + 1, s.batch, self.losses.last_loss)
+        chosen = self.threads.batch_done(images, s)  # a line once the probe has chosen
         if chosen:
             self.reporter.message(chosen)
+
+    def read_losses(self) -> None:
+        """Book the pending losses (one host sync); a non-finite one stops the run unless
+        ``train.on_nonfinite = "skip"``, which counts it (its step changed nothing)."""
+        skip = self.config.train.on_nonfinite == "skip"
+        problem = self.losses.read(self.state, self.step.names, skip)
+        if problem is not None:
+            batch, what = problem
+            last = self.rundir.last if self.rundir.last.is_file() else None
+            message = self.state.nonfinite_message(what, self._blocks, last, batch)
+            raise NonFiniteError(message, self.rundir.path)
 
     def _checkpoint_due(self) -> bool:
         """Whether ``train.checkpoint_minutes`` have passed since ``last.pt`` was written (rank 0's
@@ -296,10 +311,10 @@ class Trainer:
             "best": improved,
         }
         payload = self._payload()
-        if self.dist.main:
-            self.rundir.append_metrics(record)
+        if self.dist.main:  # best.pt first: a record never names a best model that is not saved
             if improved:
                 save_checkpoint(self.rundir.best, payload)
+            self.rundir.append_metrics(record)
         self.save_last(payload)
         self.reporter.epoch_end(record)
         k = self.config.model.components

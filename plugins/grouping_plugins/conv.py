@@ -15,12 +15,10 @@ fc -> ``LayerNorm(n)``, conv maps -> ``GroupNorm(1, C)``. Convolutions use kerne
 padding; flattening between conv maps and fc layers uses TF's NHWC order. Weights are
 Glorot-uniform, biases zero (spec 11, pitfall 6).
 
-The recurrent layer (spec 5.1, "rnn" with sigmoid) is one affine map on the concatenation of the
-encoder output e and the previous hidden state: a = W [e; h_prev] + b. The new state is
-h = sigmoid(a) (never layer-normalised; it starts at zero, spec 2.6), and the decoder reads
-sigmoid(LN(a)) (just h without layer norm). ``decode`` takes that representation. With
-``NetworkSpec.recurrent`` False (N-EM) the encoder, ``W``, ``b`` and the layer norm of the RNN's
-output path are not built: N-EM feeds ``decode`` sigmoid(theta) itself.
+The recurrent layer between encoder and decoder (spec 5.1, "rnn" with sigmoid) is the updater's
+(``rnn-em``): the network is the encoder e = enc(u) and the decoder of a representation h.
+``layer_norm`` tells the updater to layer-normalise the representation it decodes, as the
+original did. With ``NetworkSpec.encoder`` False (N-EM) the encoder is not built.
 
 Deviation from the original code (spec 11, pitfall 4): ``input_norm`` divides by
 sqrt(var + ``INPUT_NORM_EPS``) instead of sqrt(var), so that a constant input gives zeros (and
@@ -30,6 +28,8 @@ so other inputs are unaffected.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Annotated, ClassVar
 
 import torch
@@ -49,6 +49,18 @@ LAYER_NORM_EPS = 1e-12
 SPACE_TO_DEPTH_CHANNELS = 4
 
 PositiveInt = Annotated[int, Field(gt=0)]
+
+
+def _autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """The dtype autocast multiplies in on ``device`` now, or None when autocast is off."""
+    kind = device.type
+    if hasattr(torch, "get_autocast_dtype"):  # torch >= 2.4
+        return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
+    if kind == "cpu":  # pragma: no cover - older torch
+        return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
+    if kind == "cuda":  # pragma: no cover
+        return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
+    return None
 
 
 def _same_padding(kernel: int, stride: int) -> tuple[int, int]:
@@ -89,6 +101,18 @@ class _SameConv(nn.Module):
         self.inner = before == after and not self.space_to_depth
         padding = before if self.inner else 0
         self.conv = nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=padding)
+        #: The rearranged kernel and bias, derived once per unrolled pass, or None.
+        self.derived: tuple[Tensor, Tensor | None] | None = None
+
+    def derive(self) -> tuple[Tensor, Tensor | None] | None:
+        """The space-to-depth kernel (C_out, 4 C_in, k / 2, k / 2) and bias, or None."""
+        if not self.space_to_depth:
+            return None
+        # w[o, c, 2a + i, 2b + j] -> w'[o, 4c + 2i + j, a, b], pixel_unshuffle's channel order
+        w = self.conv.weight
+        out, inp, k = w.shape[0], w.shape[1], w.shape[2] // 2
+        w = w.reshape(out, inp, k, 2, k, 2).permute(0, 1, 3, 5, 2, 4).reshape(out, 4 * inp, k, k)
+        return w, self.conv.bias
 
     def forward(self, x: Tensor) -> Tensor:
         if self.inner:
@@ -96,16 +120,10 @@ class _SameConv(nn.Module):
         if any(self.pad):
             x = F.pad(x, self.pad)
         if self.space_to_depth:  # the padded map is even: H, W are even and k - 2 is
-            # w[o, c, 2a + i, 2b + j] -> w'[o, 4c + 2i + j, a, b], pixel_unshuffle's channel order
-            w = self.conv.weight
-            out, inp, k = w.shape[0], w.shape[1], w.shape[2] // 2
-            w = (
-                w.reshape(out, inp, k, 2, k, 2)
-                .permute(0, 1, 3, 5, 2, 4)
-                .reshape(out, 4 * inp, k, k)
-            )
+            derived = self.derived or self.derive()
+            assert derived is not None
             # back to the input's dtype: under bf16 autocast only the product is bf16
-            return F.conv2d(F.pixel_unshuffle(x, 2), w, self.conv.bias).to(x.dtype)
+            return F.conv2d(F.pixel_unshuffle(x, 2), *derived).to(x.dtype)
         return self.conv(x)
 
 
@@ -149,6 +167,11 @@ class _UpConv(nn.Module):
         # (r, s, p, q) x (a, b): 1 where tap (a, b) of output parity (r, s) reads offset (p, q)
         sums = torch.einsum("rpa,sqb->rspqab", taps, taps).reshape(4 * self.small**2, kernel**2)
         self.register_buffer("sums", sums, persistent=False)
+        #: The kernel and bias derived once per unrolled pass (``ConvNetwork.unrolled``), or None.
+        self.derived: tuple[Tensor, Tensor | None] | None = None
+
+    def derive(self) -> tuple[Tensor, Tensor | None]:
+        return self.subpixel_weight()
 
     def subpixel_weight(self) -> tuple[Tensor, Tensor | None]:
         """Kernel (4 C_out, C_in, L, L) and bias (4 C_out) of the small-map conv, in fp32."""
@@ -158,10 +181,11 @@ class _UpConv(nn.Module):
             # k[o, i, (r, s, p, q)] = sum_ab w[o, i, a, b] [tap (a, b) of parity (r, s) reads (p, q)]
             k = weight.reshape(out, inp, -1) @ self.sums.t()  # one small product, fp32
         k = k.reshape(out, inp, 4, size, size).transpose(1, 2).reshape(4 * out, inp, size, size)
-        return k, bias.repeat_interleave(4) if bias is not None else None
+        # each bias four times, by a broadcast (no atomics in its backward, unlike repeat_interleave)
+        return k, bias[:, None].expand(out, 4).reshape(4 * out) if bias is not None else None
 
     def forward(self, x: Tensor) -> Tensor:
-        weight, bias = self.subpixel_weight()
+        weight, bias = self.derived if self.derived is not None else self.subpixel_weight()
         if self.pad[0] == self.pad[1]:
             y = F.conv2d(x, weight, bias, padding=self.pad[0])  # (N, 4 C_out, H, W)
         else:
@@ -171,14 +195,14 @@ class _UpConv(nn.Module):
 
 
 class ConvNetwork(Network):
-    """Conv encoder -> sigmoid RNN -> resize-conv decoder (spec 5.3 flying shapes, 5.4 MNIST).
+    """Conv encoder and resize-conv decoder (spec 5.3 flying shapes, 5.4 MNIST).
 
-    Input and output are channels-last, (N, H, W, C); the state is (N, ``hidden``).
+    Input and output are channels-last, (N, H, W, C); the representation is (N, ``hidden``).
     """
 
     name: ClassVar[str] = "conv"
     description: ClassVar[str] = (
-        "conv encoder, sigmoid RNN, resize-conv decoder (flying shapes / MNIST, spec 5.3, 5.4)"
+        "conv encoder, resize-conv decoder (flying shapes / MNIST, spec 5.3, 5.4)"
     )
 
     class Config(PluginConfig):
@@ -221,12 +245,11 @@ class ConvNetwork(Network):
         flat = self.bottleneck[0] * self.bottleneck[1] * self.bottleneck[2]
         ln = cfg.layer_norm
 
-        # encoder and recurrent layer: only when the network is driven as a recurrent cell
+        self.layer_norm = ln
+        # the encoder: only when the updater reads it
         self.encoder_convs: nn.ModuleList | None = None
         self.encoder_fc: nn.Sequential | None = None
-        self.rnn: nn.Linear | None = None
-        self.rnn_norm: nn.Module | None = None
-        if spec.recurrent:
+        if spec.encoder:
             convs: list[nn.Module] = []
             in_ch = channels
             for out_ch in cfg.encoder_channels:
@@ -242,9 +265,6 @@ class ConvNetwork(Network):
             self.encoder_fc = nn.Sequential(
                 nn.Linear(flat, cfg.encoder_fc), _fc_norm(cfg.encoder_fc, ln), nn.ELU()
             )
-            self.rnn = nn.Linear(cfg.encoder_fc + cfg.hidden, cfg.hidden)
-            # layer norm of the RNN's output path, not of its state (spec 5.1)
-            self.rnn_norm = _fc_norm(cfg.hidden, ln)
 
         self.decoder_fc = nn.Sequential(
             nn.Linear(cfg.hidden, cfg.decoder_fc),
@@ -268,6 +288,31 @@ class ConvNetwork(Network):
     @property
     def state_size(self) -> int:
         return self.config.hidden
+
+    @property
+    def encoding_size(self) -> int:
+        return self.config.encoder_fc
+
+    @contextlib.contextmanager
+    def unrolled(self) -> Iterator[None]:
+        """Derive the kernels that are functions of the weights (the up-convs' sub-pixel kernels,
+        the first conv's space-to-depth kernel) once for the T steps of a pass, in the dtype the
+        products run in (bf16 under autocast: one cast per pass, not one per step)."""
+        layers = [m for m in self.modules() if isinstance(m, _UpConv | _SameConv)]
+        dtype = _autocast_dtype(next(self.parameters()).device)
+        for layer in layers:
+            derived = layer.derive()
+            if derived is not None and dtype is not None:
+                derived = (
+                    derived[0].to(dtype),
+                    None if derived[1] is None else derived[1].to(dtype),
+                )
+            layer.derived = derived
+        try:
+            yield
+        finally:
+            for layer in layers:
+                layer.derived = None
 
     def reset_parameters(self) -> None:
         """Glorot-uniform weights, zero biases, layer norm gain 1 and bias 0 (TF/slim defaults)."""
@@ -293,7 +338,7 @@ class ConvNetwork(Network):
     def encode(self, u: Tensor) -> Tensor:
         """Encoder output e (N, encoder_fc) of the masked difference u (N, H, W, C)."""
         if self.encoder_convs is None or self.encoder_fc is None:
-            raise RuntimeError("conv network was built with recurrent=False: it has no encoder")
+            raise RuntimeError("conv network was built with encoder=False: it has no encoder")
         if self.config.input_norm:
             u = self.normalize_input(u)
         x = u.permute(0, 3, 1, 2)  # (N, C, H, W)
@@ -310,15 +355,6 @@ class ConvNetwork(Network):
         for layer in self.decoder_convs:
             x = layer(x)  # (N, C_l, 2 h_l, 2 w_l)
         return x.permute(0, 2, 3, 1).contiguous()  # (N, H, W, C)
-
-    def forward(self, u: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        """One step: u (N, H, W, C), state h (N, S) -> (raw (N, H, W, C), new state h (N, S))."""
-        if self.rnn is None or self.rnn_norm is None:
-            raise RuntimeError("conv network was built with recurrent=False: use decode()")
-        e = self.encode(u)  # (N, encoder_fc)
-        a = self.rnn(torch.cat([e, state], dim=1))  # (N, S)
-        h = torch.sigmoid(a)
-        return self.decode(torch.sigmoid(self.rnn_norm(a))), h
 
 
 @hookimpl

@@ -1,6 +1,6 @@
 """N-EM: the generalized EM M-step, one gradient-ascent step on Q through the decoder (spec 2.5).
 
-Each component's state is theta (N, S), starting at 0; the decoder reads sigmoid(theta). With
+Each component's state is theta (B, K, S), starting at 0; the decoder reads sigmoid(theta). With
 u = gamma * (x_noisy - psi) the step is
 
     theta <- theta + eta * J(theta)^T u,    J = d decode(sigmoid(theta)) / d theta,
@@ -44,7 +44,7 @@ class NEM(Updater):
 
     name = "n-em"
     description = "N-EM: a learned-step gradient-ascent M-step on Q through the decoder (eq. 4)"
-    recurrent: ClassVar[bool] = False
+    needs_encoder: ClassVar[bool] = False
 
     class Config(PluginConfig):
         eta_init: Literal["glorot"] | float = Field(
@@ -103,9 +103,11 @@ class NEM(Updater):
         return grad if building_graph else grad.detach()
 
     def forward(self, u: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        theta = state + self.eta * self.ascent_direction(u, state)  # (N, S)
-        raw = self.network.decode(torch.sigmoid(theta))  # (N, H, W, C)
-        return self.likelihood.activation(raw), theta
+        b, k = u.shape[:2]
+        flat = state.flatten(0, 1)  # the K components are independent: B*K rows
+        theta = flat + self.eta * self.ascent_direction(u.flatten(0, 1), flat)  # (B*K, S)
+        raw = self.network.decode(torch.sigmoid(theta))  # (B*K, H, W, C)
+        return self.likelihood.activation(raw).unflatten(0, (b, k)), theta.unflatten(0, (b, k))
 
 
 @hookimpl
