@@ -8,17 +8,15 @@ from grouping.plugins.interfaces import Network
 
 
 class IdentityNetwork(Network):
-    """Passes the masked difference through unchanged: lets a test updater see its raw input."""
+    """Encodes the masked difference as its flat pixels and decodes them back unchanged:
+    ``decode(encode(u)) == u``, so a test updater sees its raw input."""
 
     name = "identity"
-    description = "test network: output = input"
+    description = "test network: decode(encode(u)) = u"
 
     @property
     def state_size(self) -> int:
-        return 1
+        return self.encoding_size  # H*W*C: the representation is the flat image
 
     def decode(self, h: Tensor) -> Tensor:
-        return h
-
-    def forward(self, u: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        return u, state
+        return h.reshape(h.shape[0], *self.spec.image_shape)

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from grouping_plugins.bernoulli import BernoulliLikelihood
 from grouping_plugins.conv import ConvNetwork
 from grouping_plugins.fc import FCNetwork
+from grouping_plugins.rnn_em import RNNEM
 from grouping_plugins.sources.sprites import SIZES, SPRITES, render
 
 from grouping.accel.device import make_generator
@@ -20,7 +22,7 @@ from grouping.config.loading import build_config
 from grouping.engine.assembly import assemble, build_dataset, resolve
 from grouping.errors import ConfigError, DataError
 from grouping.evaluation.scoring import score_split
-from grouping.plugins.interfaces import NetworkSpec
+from grouping.plugins.interfaces import NetworkSpec, PluginConfig
 from grouping.plugins.registry import get_registry
 from grouping.training.api import train
 
@@ -174,8 +176,13 @@ def test_the_networks_take_colour(network: str) -> None:
     else:
         net = ConvNetwork(ConvNetwork.Config(hidden=8, encoder_fc=16, decoder_fc=16), spec)
     u = torch.randn(5, 16, 16, 3)
-    raw, state = net(u, net.initial_state(5, u.device, u.dtype))
-    assert raw.shape == (5, 16, 16, 3) and state.shape == (5, 8)
+    assert net.encode(u).shape == (5, net.encoding_size)
+    assert net.decode(torch.rand(5, net.state_size)).shape == (5, 16, 16, 3)
+    assert net.state_size == 8
+    # and under RNN-EM, which runs the recurrence between the two: B = 1 sample, K = 5
+    updater = RNNEM(PluginConfig(), net, BernoulliLikelihood(BernoulliLikelihood.Config()))
+    psi, state = updater(u[None], updater.initial_state(1, 5, u.device, u.dtype))
+    assert psi.shape == (1, 5, 16, 16, 3) and state.shape == (1, 5, 8)
 
 
 #: A small colour run that trains in seconds: 1,024 coloured images of 16x16x3, batches of 8.

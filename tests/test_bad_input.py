@@ -188,7 +188,7 @@ class WrongShape(RNNEM):
 
     def forward(self, u: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         psi, state = super().forward(u, state)
-        return psi[:, :, :1], state
+        return psi[..., :1, :], state  # (B, K, H, 1, C)
 
 
 class NotATuple(RNNEM):
@@ -288,6 +288,8 @@ BROKEN = {
     "register_datasets": [SmallFrames, NoSplit, MissingFile, TenSamples, BadShape],
 }
 
+#: The model plugins' contracts are checked once, at assembly, on a tiny batch of B = 2 samples
+#: (K = 3 components, 2 frames), and a split's on its first B = 2 samples: hence the sizes below.
 PLUGIN_CASES: list[tuple[str, list[str], str]] = [
     ("__init__ raises", ["--updater", "boom-init"],
      "updater 'boom-init' (broken-plugins) failed in __init__: RuntimeError: cannot allocate the frobnicator"),
@@ -296,17 +298,17 @@ PLUGIN_CASES: list[tuple[str, list[str], str]] = [
     ("forward raises", ["--updater", "raises-in-forward"],
      "updater 'raises-in-forward' (tests.test_bad_input.RaisesInForward) failed in forward (with network 'fc'): IndexError: index 7 is out of bounds"),
     ("updater psi shape", ["--updater", "wrong-shape"],
-     "updater 'wrong-shape' returned psi of shape (96, 28, 1, 1); expected (N, H, W, C) = (96, 28, 28, 1)"),
+     "updater 'wrong-shape' returned psi of shape (2, 3, 28, 1, 1); expected (B, K, H, W, C) = (2, 3, 28, 28, 1)"),
     ("updater not a tuple", ["--updater", "not-a-tuple"],
      "updater 'not-a-tuple' returned Tensor from forward; expected a tuple (psi, state)"),
     ("updater state shape", ["--updater", "wrong-state"],
-     "updater 'wrong-state' returned a state of shape (1, 16); expected (N, ...) with N = 96 rows, one per component copy"),
+     "updater 'wrong-state' returned a state of shape (1, 3, 16); expected the initial state's shape = (2, 3, 16)"),
     ("likelihood shape", ["--likelihood", "short-likelihood"],
-     "likelihood 'short-likelihood' returned probabilities of shape (32, 3, 28, 1, 1); expected (B, K, H, W, 1) = (32, 3, 28, 28, 1)"),
+     "likelihood 'short-likelihood' returned probabilities of shape (2, 3, 28, 1, 1); expected (B, K, H, W, 1) = (2, 3, 28, 28, 1)"),
     ("noise shape", ["--set", "noise.name=shape-noise"],
-     "noise 'shape-noise' returned noisy inputs of shape (32, 3, 28, 28, 1); expected the input's shape = (32, 4, 28, 28, 1)"),
+     "noise 'shape-noise' returned noisy inputs of shape (2, 1, 28, 28, 1); expected the input's shape = (2, 2, 28, 28, 1)"),
     ("dataset features shape", ["--dataset", "small-frames"],
-     "dataset 'small-frames' returned features from split('train').get of shape (32, 1, 27, 27, 1); expected (batch, frames, H, W, C) = (32, 1, 28, 28, 1)"),
+     "dataset 'small-frames' returned features from split('train').get of shape (2, 1, 27, 27, 1); expected (batch, frames, H, W, C) = (2, 1, 28, 28, 1)"),
     ("dataset split type", ["--dataset", "no-split"],
      "dataset 'no-split' returned list from split('train'); expected a grouping.plugins.interfaces.Split"),
     ("dataset missing file", ["--dataset", "missing-file"],

@@ -17,6 +17,7 @@ from torch import Tensor
 from grouping.config.loading import build_config
 from grouping.engine.assembly import build_model, build_noise, resolve
 from grouping.training.batch_step import TrainStep
+from grouping.training.setup import compiled as compiled_forward
 from tests.conftest import TINY
 
 B, T, IMAGE = 2, 3, (12, 12, 1)
@@ -39,7 +40,11 @@ def _steps() -> tuple[TrainStep, TrainStep, Tensor]:
     noise, cpu = build_noise(config), torch.device("cpu")
     eager = TrainStep(eager_model, torch.optim.Adam(eager_model.parameters()), noise, cpu)
     compiled = TrainStep(
-        compiled_model, torch.optim.Adam(compiled_model.parameters()), noise, cpu, compile=True
+        compiled_model,
+        torch.optim.Adam(compiled_model.parameters()),
+        noise,
+        cpu,
+        forward=compiled_forward(compiled_model, True),  # as the trainer builds it
     )
     features = torch.rand(B, T + 1, *IMAGE, generator=torch.Generator().manual_seed(1)) < 0.3
     return eager, compiled, features.float()
@@ -51,12 +56,13 @@ def test_compiled_and_eager_steps_give_the_same_loss_gradients_and_weights() -> 
     eager, compiled, features = _steps()
     assert compiled.forward is not compiled.model  # really compiled
     for seed in range(2):  # the second step starts from Adam-updated weights
-        want = eager(features, torch.Generator().manual_seed(seed))
-        got = compiled(features, torch.Generator().manual_seed(seed))
+        want, want_norms = eager(features, torch.Generator().manual_seed(seed))
+        got, got_norms = compiled(features, torch.Generator().manual_seed(seed))
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(got_norms, want_norms, rtol=1e-4, atol=1e-6)
+        assert torch.isfinite(want_norms).all() and torch.isfinite(got_norms).all()
         named = zip(eager.model.named_parameters(), compiled.model.parameters(), strict=True)
         for (name, a), b in named:
             assert a.grad is not None and b.grad is not None, name
             torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-6, msg=name)
             torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6, msg=name)
-    assert eager.problem is None and compiled.problem is None

@@ -1,4 +1,5 @@
-"""Tests of the convolutional component network ``conv`` (spec 5.1, 5.3, 5.4)."""
+"""Tests of the convolutional component network ``conv`` (spec 5.1, 5.3, 5.4), and of RNN-EM's
+recurrent layer between its encoder and decoder (the spec's parameter counts are the pair's)."""
 
 from __future__ import annotations
 
@@ -8,27 +9,39 @@ import pytest
 import torch
 from grouping_plugins import conv
 from grouping_plugins.conv import ConvNetwork
+from grouping_plugins.gaussian import GaussianLikelihood
+from grouping_plugins.rnn_em import RNNEM
 from pydantic import ValidationError
 from torch import nn
 
-from grouping.plugins.interfaces import Network, NetworkSpec
+from grouping.plugins.interfaces import Network, NetworkSpec, PluginConfig
 
 SHAPES = ConvNetwork.Config()  # spec 5.3, flying shapes
 MNIST = ConvNetwork.Config(encoder_channels=(32, 64, 128), hidden=250, input_norm=True)  # 5.4
+#: identity activation: the updater's psi is the network's raw output, so checks stay exact
+GAUSS = GaussianLikelihood(GaussianLikelihood.Config())
 
 
 def build(
     config: ConvNetwork.Config = SHAPES,
     shape: tuple[int, int, int] = (28, 28, 1),
-    recurrent: bool = True,
+    encoder: bool = True,
     seed: int = 0,
 ) -> ConvNetwork:
     torch.manual_seed(seed)
-    return ConvNetwork(config, NetworkSpec(image_shape=shape, recurrent=recurrent))
+    return ConvNetwork(config, NetworkSpec(image_shape=shape, encoder=encoder))
 
 
-def count(net: nn.Module) -> int:
-    return sum(p.numel() for p in net.parameters())
+def rnn_em(
+    config: ConvNetwork.Config = SHAPES, shape: tuple[int, int, int] = (28, 28, 1), seed: int = 0
+) -> RNNEM:
+    """The conv network under RNN-EM, which owns the recurrent layer (``cell``, ``norm``)."""
+    net = build(config, shape, seed=seed)
+    return RNNEM(PluginConfig(), net, GAUSS)
+
+
+def count(net: nn.Module | None) -> int:
+    return sum(p.numel() for p in net.parameters()) if net is not None else 0
 
 
 @pytest.mark.parametrize(
@@ -37,73 +50,82 @@ def count(net: nn.Module) -> int:
     ids=["shapes-28x28x1", "mnist-24x24x1", "rgb-32x32x3"],
 )
 def test_output_shapes(config: ConvNetwork.Config, shape: tuple[int, int, int]) -> None:
-    net = build(config, shape)
-    n = 5
-    u = torch.randn(n, *shape)  # (N, H, W, C)
-    state = net.initial_state(n, u.device, u.dtype)  # (N, S)
-    assert state.shape == (n, config.hidden) and net.state_size == config.hidden
-    raw, new_state = net(u, state)
-    assert raw.shape == (n, *shape)
-    assert new_state.shape == (n, config.hidden)
-    assert net.decode(new_state).shape == (n, *shape)
-    assert torch.isfinite(raw).all()
+    upd = rnn_em(config, shape)
+    net = upd.network
+    b, k = 2, 3
+    u = torch.randn(b, k, *shape)  # (B, K, H, W, C)
+    state = upd.initial_state(b, k, u.device, u.dtype)  # (B, K, S)
+    assert state.shape == (b, k, config.hidden) and net.state_size == config.hidden
+    assert net.encode(u.flatten(0, 1)).shape == (b * k, net.encoding_size)
+    assert net.encoding_size == config.encoder_fc
+    psi, new_state = upd(u, state)
+    assert psi.shape == (b, k, *shape)
+    assert new_state.shape == (b, k, config.hidden)
+    assert net.decode(new_state.flatten(0, 1)).shape == (b * k, *shape)
+    assert torch.isfinite(psi).all()
 
 
 def test_parameter_counts_match_spec() -> None:
-    assert count(build(SHAPES, (28, 28, 1))) == 3_403_389  # spec 5.3
-    assert count(build(MNIST, (24, 24, 1))) == 1_835_091  # spec 5.4
+    assert count(rnn_em(SHAPES, (28, 28, 1))) == 3_403_389  # spec 5.3
+    assert count(rnn_em(MNIST, (24, 24, 1))) == 1_835_091  # spec 5.4
 
 
 def test_parameter_breakdown_flying_shapes() -> None:
-    net = build()
-    assert net.encoder_convs is not None and net.encoder_fc is not None and net.rnn is not None
+    upd = rnn_em()
+    net = upd.network
+    assert net.encoder_convs is not None and net.encoder_fc is not None
     assert count(net.encoder_convs) + count(net.encoder_fc) == 1_640_736
-    assert count(net.rnn) + count(net.rnn_norm) == 61_500
+    assert count(upd.cell) + count(upd.norm) == 61_500  # the updater's recurrent layer
     assert count(net.decoder_fc) + count(net.decoder_convs) == 1_701_153
+    assert count(net) == 1_640_736 + 1_701_153  # the network holds no recurrence
 
 
 def test_forward_decodes_the_layer_normed_output_path() -> None:
-    net = build(MNIST, (24, 24, 1)).eval()
-    u = torch.randn(4, 24, 24, 1)
-    state = torch.rand(4, 250)
-    raw, h = net(u, state)
-    assert net.rnn is not None and net.rnn_norm is not None
-    a = net.rnn(torch.cat([net.encode(u), state], dim=1))
-    torch.testing.assert_close(h, torch.sigmoid(a), rtol=0, atol=0)
-    torch.testing.assert_close(raw, net.decode(torch.sigmoid(net.rnn_norm(a))), rtol=0, atol=0)
+    upd = rnn_em(MNIST, (24, 24, 1)).eval()
+    net = upd.network
+    u = torch.randn(2, 2, 24, 24, 1)
+    state = torch.rand(2, 2, 250)
+    psi, h = upd(u, state)
+    assert upd.norm is not None and net.layer_norm
+    a = upd.cell(torch.cat([net.encode(u.flatten(0, 1)), state.flatten(0, 1)], dim=1))
+    torch.testing.assert_close(h.flatten(0, 1), torch.sigmoid(a), rtol=0, atol=0)
+    raw = net.decode(torch.sigmoid(upd.norm(a)))
+    torch.testing.assert_close(psi.flatten(0, 1), raw, rtol=0, atol=0)
     # without layer norm the decoder reads the new state itself
-    plain = build(ConvNetwork.Config(layer_norm=False)).eval()
-    raw, h = plain(torch.randn(2, 28, 28, 1), torch.zeros(2, 100))
-    torch.testing.assert_close(raw, plain.decode(h), rtol=0, atol=0)
+    plain = rnn_em(ConvNetwork.Config(layer_norm=False)).eval()
+    assert plain.norm is None
+    psi, h = plain(torch.randn(1, 2, 28, 28, 1), torch.zeros(1, 2, 100))
+    torch.testing.assert_close(
+        psi.flatten(0, 1), plain.network.decode(h.flatten(0, 1)), rtol=0, atol=0
+    )
 
 
 def test_rnn_is_one_affine_map_of_encoder_output_and_state() -> None:
-    net = build()
-    u = torch.randn(3, 28, 28, 1)
-    state = torch.rand(3, 100)
-    assert net.rnn is not None
-    e = net.encode(u)
-    expected = e @ net.rnn.weight[:, :512].T + state @ net.rnn.weight[:, 512:].T
-    _, h = net(u, state)
-    torch.testing.assert_close(h, torch.sigmoid(expected + net.rnn.bias))
+    upd = rnn_em()
+    u = torch.randn(1, 3, 28, 28, 1)
+    state = torch.rand(1, 3, 100)
+    e = upd.network.encode(u.flatten(0, 1))
+    expected = e @ upd.cell.weight[:, :512].T + state.flatten(0, 1) @ upd.cell.weight[:, 512:].T
+    _, h = upd(u, state)
+    torch.testing.assert_close(h.flatten(0, 1), torch.sigmoid(expected + upd.cell.bias))
 
 
-def test_not_recurrent_builds_decoder_only() -> None:
+def test_without_encoder_builds_decoder_only() -> None:
     full = build()
-    net = build(recurrent=False)
-    assert net.encoder_convs is None and net.encoder_fc is None and net.rnn is None
+    net = build(encoder=False)
+    assert net.encoder_convs is None and net.encoder_fc is None
     assert count(net) == 1_701_153  # the decoder alone
     assert count(net) < count(full)
     raw = net.decode(torch.randn(2, 100))
     assert raw.shape == (2, 28, 28, 1)
-    with pytest.raises(RuntimeError, match="recurrent=False"):
-        net(torch.zeros(2, 28, 28, 1), torch.zeros(2, 100))
+    with pytest.raises(RuntimeError, match="encoder=False"):
+        net.encode(torch.zeros(2, 28, 28, 1))
 
 
 def test_init_zero_biases_and_xavier_bounds() -> None:
-    net = build(MNIST, (24, 24, 1))
+    upd = rnn_em(MNIST, (24, 24, 1))
     weights = 0
-    for module in net.modules():
+    for module in upd.modules():
         if isinstance(module, nn.Linear | nn.Conv2d):
             weights += 1
             assert module.bias is not None and torch.count_nonzero(module.bias) == 0
@@ -121,14 +143,14 @@ def test_init_zero_biases_and_xavier_bounds() -> None:
 
 
 def test_tf_style_layer_norm_modules() -> None:
-    net = build()
-    kinds = [type(m) for m in net.modules() if isinstance(m, nn.LayerNorm | nn.GroupNorm)]
-    # enc: 2 conv maps + fc; rnn output; dec: 2 fc + 1 conv map (the last layer has none)
+    upd = rnn_em()
+    kinds = [type(m) for m in upd.modules() if isinstance(m, nn.LayerNorm | nn.GroupNorm)]
+    # enc: 2 conv maps + fc; rnn output (the updater's); dec: 2 fc + 1 conv map (the last has none)
     assert kinds.count(nn.GroupNorm) == 3 and kinds.count(nn.LayerNorm) == 4
-    assert all(m.num_groups == 1 for m in net.modules() if isinstance(m, nn.GroupNorm))
-    plain = build(ConvNetwork.Config(layer_norm=False))
+    assert all(m.num_groups == 1 for m in upd.modules() if isinstance(m, nn.GroupNorm))
+    plain = rnn_em(ConvNetwork.Config(layer_norm=False))
     assert not any(isinstance(m, nn.LayerNorm | nn.GroupNorm) for m in plain.modules())
-    assert plain(torch.randn(2, 28, 28, 1), torch.zeros(2, 100))[0].shape == (2, 28, 28, 1)
+    assert plain(torch.randn(1, 2, 28, 28, 1), torch.zeros(1, 2, 100))[0].shape == (1, 2, 28, 28, 1)
 
 
 def test_input_norm_standardises_each_copy() -> None:
@@ -140,10 +162,10 @@ def test_input_norm_standardises_each_copy() -> None:
 
 
 def test_input_norm_constant_input_is_finite() -> None:
-    net = build(MNIST, (24, 24, 1))
+    upd = rnn_em(MNIST, (24, 24, 1))
     u = torch.full((3, 24, 24, 1), 0.5, requires_grad=True)
-    assert torch.all(net.normalize_input(u) == 0)
-    raw, state = net(u, torch.zeros(3, 250))
+    assert torch.all(upd.network.normalize_input(u) == 0)
+    raw, state = upd(u.unsqueeze(0), torch.zeros(1, 3, 250))
     assert torch.isfinite(raw).all() and torch.isfinite(state).all()
     raw.sum().backward()
     assert u.grad is not None and torch.isfinite(u.grad).all()
@@ -182,24 +204,24 @@ def test_config_validation() -> None:
 
 
 def test_gradient_reaches_every_parameter() -> None:
-    net = build(MNIST, (24, 24, 1))
-    u = torch.randn(4, 24, 24, 1)
-    state = torch.randn(4, 250)
-    raw, new_state = net(u, state)
+    upd = rnn_em(MNIST, (24, 24, 1))
+    u = torch.randn(2, 2, 24, 24, 1)
+    state = torch.randn(2, 2, 250)
+    raw, new_state = upd(u, state)
     (raw.square().sum() + new_state.sum()).backward()
-    for name, p in net.named_parameters():
+    for name, p in upd.named_parameters():
         assert p.grad is not None, name
         assert torch.count_nonzero(p.grad) > 0, name
 
 
 def test_copies_are_independent() -> None:
-    net = build().eval()
-    u = torch.randn(4, 28, 28, 1)
-    state = torch.randn(4, 100)
-    raw, a = net(u, state)
-    raw1, a1 = net(u[2:3], state[2:3])
-    torch.testing.assert_close(raw1, raw[2:3])
-    torch.testing.assert_close(a1, a[2:3])
+    upd = rnn_em().eval()
+    u = torch.randn(2, 2, 28, 28, 1)
+    state = torch.randn(2, 2, 100)
+    raw, a = upd(u, state)
+    raw1, a1 = upd(u[1:2, :1], state[1:2, :1])  # one sample's one component alone
+    torch.testing.assert_close(raw1, raw[1:2, :1])
+    torch.testing.assert_close(a1, a[1:2, :1])
 
 
 @pytest.mark.parametrize("kernel", [2, 3, 4, 5])

@@ -156,10 +156,9 @@ def test_stop_gradient_really_stops_the_gradient_through_gamma() -> None:
         # by hand, with gamma detached
         g = torch.Generator().manual_seed(5)
         gamma0 = initial_gamma((3, 2, 4, 4, 1), g, x.device)
-        state = model.updater.initial_state(6, x.device, x.dtype)
+        state = model.updater.initial_state(3, 2, x.device, x.dtype)
         u = gamma0 * (x[:, 0, None] - 0.0)
-        psi, _ = model.updater(u.reshape(6, 4, 4, 1), state)
-        psi = psi.reshape(3, 2, 4, 4, 1)
+        psi, _ = model.updater(u, state)  # (B, K, H, W, C) in and out
         gamma = e_step(bern, x[:, 1, None], psi)
         loss = step_loss(bern, x[:, 1, None], psi, gamma.detach(), 1.0)
         (by_hand,) = torch.autograd.grad(loss, model.updater.network.decoder.weight)
@@ -197,7 +196,7 @@ def test_frame_alignment_input_t_target_t_plus_1() -> None:
 
     net = IdentityNetwork(PluginConfig(), NetworkSpec((1, 1, 1)))
     model = NeuralEM(Echo(PluginConfig(), net, bern), bern, 1, 3, [1.0, 1.0, 1.0], False)
-    model.updater.initial_state = lambda n, device, dtype: torch.zeros(n, 1, 1, 1)  # type: ignore[method-assign]
+    model.updater.initial_state = lambda b, k, device, dtype: torch.zeros(b, k, 1, 1, 1)  # type: ignore[method-assign]
     seq = torch.tensor([0.0, 1.0, 0.0, 1.0]).reshape(1, 4, 1, 1, 1)
     out = model(seq, seq, torch.Generator().manual_seed(0))
     # step 0: input 0 -> psi 0.1, target 1: -log 0.1 ; step 1: input 1 -> psi 0.9, target 0: -log 0.1

@@ -42,13 +42,12 @@ def eager_loss(model: NeuralEM, inputs: Tensor, targets: Tensor, seed: int) -> T
     g = torch.randn((b, k, h, w, 1), generator=torch.Generator().manual_seed(seed)).abs()
     gamma = g / g.sum(dim=1, keepdim=True)
     psi = torch.full((b, k, h, w, c), model.pred_init)
-    state = model.updater.initial_state(b * k, targets.device, targets.dtype)
+    state = model.updater.initial_state(b, k, targets.device, targets.dtype)
     total = targets.new_zeros(())
     for t in range(model.steps):
         mask = gamma if model.gradient_gamma else gamma.detach()
         u = mask * (inputs[:, t, None] - psi)
-        flat, state = model.updater(u.reshape(b * k, h, w, c), state)
-        psi = flat.reshape(b, k, h, w, c)
+        psi, state = model.updater(u, state)  # (B, K, H, W, C), (B, K, S)
         x = targets[:, t + 1, None]
         p = (x * psi + (1 - x) * (1 - psi)).prod(dim=-1, keepdim=True) + E_STEP_FLOOR
         gamma = p / p.sum(dim=1, keepdim=True)
@@ -111,6 +110,7 @@ def test_train_step_in_bf16_updates_fp32_weights() -> None:
     parts = assemble(config)
     model = parts.model
     before = [p.detach().clone() for p in model.parameters()]
+    precision.install_fp32_outputs(model)  # as grouping.training.setup.prepare_model does
     step = TrainStep(
         model,
         torch.optim.Adam(model.parameters()),
@@ -119,8 +119,9 @@ def test_train_step_in_bf16_updates_fp32_weights() -> None:
         precision="bf16",
     )
     _, targets = _inputs(4)
-    loss = step(targets, torch.Generator().manual_seed(0))
+    loss, norms = step(targets, torch.Generator().manual_seed(0))
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    assert norms.dtype == torch.float32 and torch.isfinite(norms).all() and norms[0] == loss
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert all(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
 

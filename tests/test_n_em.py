@@ -32,7 +32,7 @@ def make_nem(
     shape: tuple[int, int, int] = SHAPE,
 ) -> NEM:
     torch.manual_seed(seed)
-    spec = NetworkSpec(image_shape=shape, recurrent=False)
+    spec = NetworkSpec(image_shape=shape, encoder=False)
     net = FCNetwork(FCNetwork.Config(hidden=hidden, decoder_bias=False), spec)
     return NEM(NEM.Config(eta_init=eta, form=form), net, bern)  # type: ignore[arg-type]
 
@@ -52,11 +52,16 @@ def random_problem(seed: int, n: int = 6) -> tuple[Tensor, Tensor, Tensor]:
     return x, gamma, theta
 
 
+def grouped(t: Tensor) -> Tensor:
+    """N = 6 rows as the updater sees them: B = 2 samples of K = 3 components."""
+    return t.unflatten(0, (2, 3))
+
+
 def em_step(nem: NEM, theta: Tensor, x: Tensor, gamma: Tensor) -> Tensor:
     with torch.no_grad():
         psi = bern.activation(nem.network.decode(torch.sigmoid(theta)))
-        _, new = nem(gamma * (x - psi), theta)
-    return new
+        _, new = nem(grouped(gamma * (x - psi)), grouped(theta))
+    return new.flatten(0, 1)
 
 
 @pytest.mark.parametrize("form", ["closed", "autograd"])
@@ -90,7 +95,8 @@ def test_eta_zero_leaves_the_state_unchanged(form: str) -> None:
 
 def unrolled_loss(nem: NEM, x: Tensor, gamma: Tensor, steps: int = 4) -> tuple[Tensor, Tensor]:
     """A few N-EM steps from theta = 0 with psi^(0) = 0, as the engine runs them; (loss, psi)."""
-    theta = nem.initial_state(x.shape[0], x.device, x.dtype)
+    x, gamma = grouped(x), grouped(gamma)
+    theta = nem.initial_state(2, 3, x.device, x.dtype)  # (B, K, S)
     psi = torch.zeros_like(x)
     for _ in range(steps):
         psi, theta = nem(gamma * (x - psi), theta)
@@ -145,13 +151,10 @@ class SquareDecoder(Network):
     def decode(self, h: Tensor) -> Tensor:
         return ((h @ self.v) ** 2).reshape(h.shape[0], *self.spec.image_shape)
 
-    def forward(self, u: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        raise NotImplementedError
-
 
 def test_autograd_form_is_the_gradient_of_q_for_any_decoder() -> None:
     torch.manual_seed(0)
-    net = SquareDecoder(PluginConfig(), NetworkSpec(SHAPE, recurrent=False))
+    net = SquareDecoder(PluginConfig(), NetworkSpec(SHAPE, encoder=False))
     nem = NEM(NEM.Config(eta_init=1.0), net, bern)
     assert nem.form == "autograd"
     x, gamma, _ = random_problem(7)
@@ -162,7 +165,7 @@ def test_autograd_form_is_the_gradient_of_q_for_any_decoder() -> None:
 
 
 def test_closed_form_is_refused_for_a_network_without_decoder_weight() -> None:
-    net = SquareDecoder(PluginConfig(), NetworkSpec(SHAPE, recurrent=False))
+    net = SquareDecoder(PluginConfig(), NetworkSpec(SHAPE, encoder=False))
     with pytest.raises(ValueError, match="form 'closed' needs a network"):
         NEM(NEM.Config(form="closed"), net, bern)
 
@@ -172,14 +175,14 @@ def test_a_likelihood_without_canonical_link_is_refused() -> None:
         name = "odd"
         canonical_link = False
 
-    net = FCNetwork(FCNetwork.Config(hidden=4), NetworkSpec(SHAPE, recurrent=False))
+    net = FCNetwork(FCNetwork.Config(hidden=4), NetworkSpec(SHAPE, encoder=False))
     with pytest.raises(ValueError, match="canonical link"):
         NEM(NEM.Config(), net, Odd(Odd.Config()))
     assert not Likelihood.canonical_link and bern.canonical_link
 
 
 def test_eta_init_glorot_is_uniform_in_plus_minus_sqrt3_and_a_number_is_exact() -> None:
-    spec = NetworkSpec(SHAPE, recurrent=False)
+    spec = NetworkSpec(SHAPE, encoder=False)
     net = FCNetwork(FCNetwork.Config(hidden=4), spec)
     torch.manual_seed(0)
     etas = [NEM(NEM.Config(), net, bern).eta.item() for _ in range(200)]
@@ -193,7 +196,8 @@ def test_the_preset_builds_the_paper_network_with_196001_parameters() -> None:
     assert config.updater.name == "n-em" and config.model.components == 3
     model = assemble(config).model
     assert sum(p.numel() for p in model.parameters()) == 196_001
-    assert model.updater.network.cell is None  # no recurrent weights built
+    names = {name for name, _ in model.updater.named_parameters()}
+    assert names == {"eta", "network.decoder.weight"}  # no encoder, no recurrent weights built
     assert model.updater.eta.item() == 1.0  # the documented positive start
 
 

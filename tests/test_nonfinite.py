@@ -29,14 +29,15 @@ SET_TINY = [arg for item in TINY for arg in ("--set", item)]
 class NanAt(Noise):
     """The clean input, except that call number ``at`` returns NaN everywhere.
 
-    With TINY (4 training batches and 1 validation batch per epoch), call 7 is epoch 2, batch 2.
+    Call 1 is the contract check when the run is assembled (``grouping.engine.contracts``); then
+    with TINY (4 training batches and 1 validation batch per epoch), call 8 is epoch 2, batch 2.
     """
 
     name = "nan-at"
     description = "test noise: NaN inputs on one call"
 
     class Config(PluginConfig):
-        at: int = 7
+        at: int = 8  # 1 contract check + 5 calls in epoch 1 + batches 1 and 2 of epoch 2
 
     config: Config
 

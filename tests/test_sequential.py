@@ -26,8 +26,10 @@ class Copy(Updater):
     name = "copy"
     description = "test"
 
-    def initial_state(self, n: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-        return torch.zeros(n, 28, 28, 1, device=device, dtype=dtype)  # psi before step 1
+    def initial_state(
+        self, batch: int, components: int, device: torch.device, dtype: torch.dtype
+    ) -> Tensor:
+        return torch.zeros(batch, components, 28, 28, 1, device=device, dtype=dtype)  # psi_0
 
     def forward(self, u: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         psi = (u + state).clamp(LOW, HIGH)
