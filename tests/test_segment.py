@@ -58,7 +58,7 @@ def save_png(array: np.ndarray, path: Path) -> Path:
 
 def labels_of(path: Path) -> np.ndarray:
     with Image.open(path) as image:
-        assert image.mode == "L" and image.size == (SIZE, SIZE)
+        assert image.mode == "P" and image.size == (SIZE, SIZE)  # values 1..K, shown in colour
         return np.asarray(image)
 
 
@@ -228,7 +228,7 @@ def test_segment_labels_equal_those_grouping_evaluate_scores(
     monkeypatch.setattr(scoring, "score_groupings", capture)
     grouping.evaluate(run, assignments=[f"eval.samples={n}"], device="cpu")
     expected = torch.cat(scored).numpy()
-    grouping.segment(run, [tmp_path / "test.npz"], tmp_path / "out")
+    grouping.segment(run, [tmp_path / "test.npz"], tmp_path / "out", noise=True)  # as evaluate
     got = np.stack([labels_of(tmp_path / "out" / f"test-{i:03d}.labels.png") for i in range(n)])
     assert np.array_equal(got, expected)
 

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from grouping.config.schema import (
     AUTO,
     DEFAULT_PRESET,
+    NAMED_SECTIONS,
     PLUGIN_SECTIONS,
     SECTION_MODELS,
     RunConfig,
@@ -57,6 +58,7 @@ def load_preset(preset: str) -> dict[str, Any]:
     path = Path(preset)
     if is_preset_file(preset):
         data = read_toml(path)
+        data = _built_on(data)
         data.setdefault("preset", path.stem if path.name != "config.toml" else str(path.parent))
         return data
     if preset not in preset_names():
@@ -67,6 +69,17 @@ def load_preset(preset: str) -> dict[str, Any]:
     data = tomllib.loads(resource.read_text(encoding="utf-8"))
     data["preset"] = preset
     return data
+
+
+def _built_on(data: dict[str, Any]) -> dict[str, Any]:
+    """A preset file that names a shipped preset (``preset = "quickstart"``) and leaves a plugin
+    unnamed builds on it: the shipped preset, with the file's values over it. A complete config
+    (a run's ``config.toml``) is taken as it is."""
+    base = data.get("preset")
+    named = all(isinstance(data.get(k), dict) and "name" in data[k] for k in NAMED_SECTIONS)
+    if named or not isinstance(base, str) or base not in preset_names():
+        return data
+    return {k: v for k, v in merge(load_preset(base), data).items() if k != "preset"}
 
 
 def parse_value(text: str) -> Any:
@@ -88,6 +101,10 @@ def parse_assignment(item: str) -> tuple[list[str], Any]:
     parts = key.strip().split(".")
     if not sep or not all(p.strip() for p in parts):
         raise ConfigError(f"--set expects dotted.key=value, got {item!r}")
+    if "\n" in value or "\r" in value:  # TOML would read the first line and drop the rest
+        raise ConfigError(
+            f"--set {key.strip()}: the value holds a line break; give one value per --set"
+        )
     return [p.strip() for p in parts], parse_value(value.strip())
 
 

@@ -15,10 +15,12 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from grouping.config.checks import NAMED_SECTIONS, NAMES_HINT, no_bool_numbers
 from grouping.errors import ConfigError
 from grouping.plugins.interfaces import PluginKind
 from grouping.plugins.kinds import KINDS
@@ -42,12 +44,22 @@ PLUGIN_SECTIONS: tuple[PluginKind, ...] = tuple(KINDS)
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bools(cls, value: Any, info: ValidationInfo) -> Any:
+        return no_bool_numbers(cls, value, info)
+
 
 class PluginSection(BaseModel):
     """A plugin's name plus its own options, which the plugin's ``Config`` validates."""
 
     model_config = ConfigDict(extra="allow")
     name: str = Field(min_length=1)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bools(cls, value: Any, info: ValidationInfo) -> Any:
+        return no_bool_numbers(cls, value, info)
 
     def options(self) -> dict[str, Any]:
         """The plugin's own options: everything in the section except the core fields."""
@@ -128,6 +140,12 @@ class TrainConfig(_Strict):
     """Optimisation and the training loop (spec 7)."""
 
     lr: float = Field(default=1e-3, gt=0.0, le=10.0, allow_inf_nan=False)
+    lr_schedule: Literal["constant", "cosine", "linear"] = Field(
+        default="constant",
+        description="the rate over the budget: constant, or decayed from lr to zero (cosine or "
+        "linear) over the epochs, or over max_minutes where those run out first "
+        "(grouping.training.schedule)",
+    )
     batch_size: int = Field(default=64, ge=1)
     epochs: int = Field(default=500, ge=1, description="maximum number of epochs")
     patience: int = Field(default=10, ge=1, description="epochs without a better valid loss")
@@ -215,6 +233,13 @@ class Stage(_Strict):
     overrides: dict[str, Any] = Field(
         default_factory=dict, description="nested sections, as in a preset: {dataset = {pool = 20}}"
     )
+
+    @field_validator("name")
+    @classmethod
+    def _a_folder_of_its_own(cls, v: str) -> str:
+        if set(v) == {"."}:  # "." is the run's own folder, ".." the one above it
+            raise ValueError(f"a stage name is its own folder, so not {v!r}; use letters or digits")
+        return v
 
 
 class RunConfig(_Strict):
@@ -317,4 +342,8 @@ def validate(data: dict[str, Any]) -> RunConfig:
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc)) from None
+        missing = [
+            e for e in exc.errors() if e["type"] == "missing" and e["loc"][0] in NAMED_SECTIONS
+        ]
+        hint = f"; {NAMES_HINT}" if missing else ""
+        raise ConfigError(format_validation_error(exc) + hint) from None

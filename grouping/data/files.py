@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from grouping.data.sizes import h5_size_defect, npz_size_defects
 from grouping.data.values import (
     check_values,
     dtype_defect,
@@ -41,8 +42,10 @@ from grouping.plugins.interfaces import Split, SplitName
 ORIGINAL_SPLITS: dict[SplitName, str] = {"train": "training", "valid": "validation", "test": "test"}
 #: What to do when h5py is missing.
 HDF5_HINT = "install it with: pip install 'grouping[hdf5]'"
-#: Samples read at a time when a whole file is scanned (``data check``, ``data export``).
+#: Samples read at a time when a whole file is scanned (``data check``, ``data export``), and the
+#: most bytes of features such a chunk may take.
 SCAN_CHUNK = 512
+SCAN_BYTES = 64 * 2**20
 
 
 #: Training samples looked at to tell binary from grey-scale data when no option says which.
@@ -78,10 +81,13 @@ class SampleArrays(abc.ABC):
         """Samples ``start`` to ``stop`` (first ``frames`` frames): features and raw groups."""
 
     def chunks(self, frames: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """The whole split in chunks of ``SCAN_CHUNK`` samples."""
+        """The whole split in chunks of ``SCAN_CHUNK`` samples, fewer where samples are so big
+        that a chunk would pass ``SCAN_BYTES``."""
         frames = self.frames if frames is None else frames
-        for start in range(0, self.samples, SCAN_CHUNK):
-            yield self.read(start, min(self.samples, start + SCAN_CHUNK), frames)
+        per_sample = 4 * frames * int(np.prod(self.image_shape))  # float32 features
+        step = max(1, min(SCAN_CHUNK, SCAN_BYTES // max(per_sample, 1)))
+        for start in range(0, self.samples, step):
+            yield self.read(start, min(self.samples, start + step), frames)
 
 
 class MemoryArrays(SampleArrays):
@@ -167,6 +173,12 @@ def _h5_split(handle: Any, path: Path, group_name: str, defects: list[str]) -> H
     features, groups = found
     count = len(defects)
     for key, item in (("features", features), ("groups", groups)):
+        problem = h5_size_defect(f"{where}/{key}", item)
+        if problem:
+            defects.append(problem)
+    if len(defects) > count:
+        return None
+    for key, item in (("features", features), ("groups", groups)):
         problem = dtype_defect(f"{where}/{key}", item.dtype)
         if problem:
             defects.append(problem)
@@ -218,6 +230,9 @@ def npz_arrays(path: Path | str, where: str | None = None) -> tuple[MemoryArrays
     where = where or str(path)
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
+    oversized = npz_size_defects(path, where)
+    if oversized:
+        return None, oversized
     try:
         with np.load(path, allow_pickle=False) as npz:
             missing = [k for k in ("features", "groups") if k not in npz.files]

@@ -101,7 +101,9 @@ class Registry:
     def load_entry_points(self, group: str = hookspecs.PROJECT) -> None:
         """Load the selected entry points of the group; one that fails is recorded, not fatal."""
         select = Selection.from_env()
-        for ep in importlib.metadata.entry_points(group=group):
+        points = importlib.metadata.entry_points(group=group)
+        self._unknown_selected(select, sorted(ep.name for ep in points))
+        for ep in points:
             dist = getattr(ep, "dist", None)
             provider = Provider(
                 ep.name, dist.metadata["Name"] if dist else None, dist.version if dist else None
@@ -119,6 +121,18 @@ class Registry:
                 self.failures[ep.name] = str(exc)
             except Exception as exc:  # a broken plugin must not take the others down
                 self.failures[ep.name] = f"{type(exc).__name__}: {exc}"
+
+    def _unknown_selected(self, select: Selection, installed: list[str]) -> None:
+        """A name in ``GROUPING_PLUGINS`` that no entry point has (a typo): one line on stderr, and
+        recorded as a failure so that a lookup that misses it says why."""
+        named = (select.chosen or frozenset()) | select.excluded
+        for name in sorted(named - set(installed)):
+            why = (
+                f"{ENV_SELECT} names {name!r}, but no installed plugin has that name "
+                f"(installed: {', '.join(installed) or 'none'})"
+            )
+            self.failures[name] = why
+            print(f"warning: {why}", file=sys.stderr)
 
     def add(self, plugin: object, name: str, provider: Provider | None = None) -> None:
         """Register a plugin object (a module or any object with hookimpls) under ``name``."""

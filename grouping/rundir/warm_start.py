@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from grouping.config.loading import read_toml
 from grouping.errors import RunDirError
-from grouping.rundir.checkpoint import load_checkpoint
+from grouping.rundir.checkpoint import load_checkpoint, not_a_file
 from grouping.rundir.folder import RunDir, final_run
 
 
@@ -28,6 +28,8 @@ def checkpoint_of(source: Path) -> Path:
     run = RunDir.open(final_run(source))
     tested = read_toml(run.config_path).get("train", {}).get("test_checkpoint", "best")
     path = run.tested(tested)
+    if (path.exists() or path.is_symlink()) and not path.is_file():
+        raise RunDirError(f"--init-from: {not_a_file(path)}")
     if not path.is_file():
         raise RunDirError(f"--init-from {source} has no {path.stem} checkpoint yet ({path})")
     return path

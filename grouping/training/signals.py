@@ -12,6 +12,8 @@ import threading
 from types import FrameType
 from typing import Any
 
+from grouping.errors import Interrupted
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -54,6 +56,35 @@ class catch_stop_signals:
             for sig in STOP_SIGNALS:
                 self._old[sig] = signal.signal(sig, self._handle)
         return self.request
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+        self._old.clear()
+
+
+class stop_at_once:
+    """After training (the test, the figure, the summary): SIGINT or SIGTERM ends the run at once
+    with :class:`grouping.errors.Interrupted` and the resume line. Nothing is written that a
+    resumed run would not write again: ``last.pt`` already holds the trained model."""
+
+    def __init__(self, path: object, resume_hint: str) -> None:
+        self.path = path
+        self.hint = resume_hint
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        raise Interrupted(
+            f"interrupted by {name} after training, before the run ended: {self.hint}",
+            self.path,
+            signum,
+        )
+
+    def __enter__(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for sig in STOP_SIGNALS:
+                self._old[sig] = signal.signal(sig, self._handle)
 
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._old.items():
