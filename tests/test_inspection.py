@@ -213,12 +213,9 @@ def sequential_run(register_plugin: Callable[[Any, str], None], tmp_path: Path) 
 def test_visualize_sequences_one_column_per_step_in_colour(
     sequential_run: Path, tmp_path: Path
 ) -> None:
-    # run's own figure: 3 EM steps as columns; 4 samples, each a block of rows input, psi 1..2,
-    # gamma, truth (5 rows), blocks 20 px apart.
-    assert png_size(sequential_run / "figure.png") == (
-        LABEL + 3 * CELL,
-        TITLE + 4 * 5 * CELL + 3 * GAP,
-    )
+    # run's own figure: 3 EM steps as columns; 2 samples (sequences), each a block of rows input,
+    # psi 1..2, gamma, truth (5 rows), blocks 50 px apart.
+    assert png_size(sequential_run / "figure.png") == (LABEL + 3 * CELL, TITLE + 2 * 5 * CELL + GAP)
     out = tmp_path / "seq.png"
     result = invoke("visualize", str(sequential_run), "--samples", "2", "--out", str(out))
     assert result.exit_code == 0, result.output

@@ -8,13 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from grouping.cli.output import console
 from grouping.cli.run import options_to_overrides
 from grouping.config.loading import build_config
-
-out_console = Console()
 
 
 @click.group("data")
@@ -57,13 +55,13 @@ def data_check(path: Path, as_json: bool) -> None:
         }
         for label, cell in cells.items():
             table.add_row(label, *(cell(row) for row in rows))
-        out_console.print(table)
+        console().print(table)
     for defect in report.defects:
         click.echo(f"error: {defect}", err=True)
     if not report.ok:
         raise click.exceptions.Exit(2)
     if not as_json:
-        out_console.print("ok: no defects found")
+        console().print("ok: no defects found")
 
 
 @data_group.command("export")
@@ -90,6 +88,6 @@ def data_export(
     sizes = ", ".join(f"{name} {n}" for name, n in result.samples.items())
     h, w, c = result.image_shape
     kind = "binary" if result.binary else "grey"
-    out_console.print(
+    console().print(
         f"wrote {result.path}: {sizes} samples, {result.frames} frame(s) of {h}x{w}x{c} ({kind})"
     )

@@ -7,15 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from grouping.cli.output import console, progress_bar
 from grouping.evaluation.api import evaluate
 from grouping.evaluation.separation import format_quartiles
 from grouping.plugins.interfaces import SPLITS
 from grouping.rundir.loading import CHECKPOINTS
-
-out_console = Console()
 
 
 @click.command("evaluate")
@@ -51,16 +49,18 @@ def evaluate_command(
 ) -> None:
     """Score a trained run folder (or pretrained:NAME, a model shipped in the package), possibly
     with another K, step count or data set. --set eval.samples=N scores the split's first N."""
-    result = evaluate(
-        run_dir,
-        dataset=dataset,
-        components=components,
-        steps=steps,
-        assignments=assignments,
-        split=split,  # type: ignore[arg-type]
-        checkpoint=checkpoint or "auto",  # type: ignore[arg-type]
-        device=device,
-    )
+    with progress_bar(f"scoring the {split} split", "samples", quiet=as_json) as on_progress:
+        result = evaluate(
+            run_dir,
+            dataset=dataset,
+            components=components,
+            steps=steps,
+            assignments=assignments,
+            split=split,  # type: ignore[arg-type]
+            checkpoint=checkpoint or "auto",  # type: ignore[arg-type]
+            device=device,
+            on_progress=on_progress,
+        )
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
@@ -68,7 +68,9 @@ def evaluate_command(
 
 
 def _print_scores(result: dict[str, Any], split: str, checkpoint: str) -> None:
-    """The scores as a table, then AMI per step, the upper bound and what changed."""
+    """The scores as a table, then AMI per step, the upper bound and what changed from the run's
+    own config."""
+    out = console()
     changed = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in result["changed"].items())
     table = Table(title=f"{split} scores ({result['images']} samples, {checkpoint} checkpoint)")
     for col in ("", "last step", "mean over steps"):
@@ -80,11 +82,11 @@ def _print_scores(result: dict[str, Any], split: str, checkpoint: str) -> None:
             f"{result[name + '_mean_over_steps']:.3f} ± "
             f"{result[name + '_mean_over_steps_std']:.3f}",
         )
-    out_console.print(table)
+    out.print(table)
     per_step = " ".join(f"{v:.2f}" for v in result["ami_per_step"])
-    out_console.print(f"AMI per step: {per_step}")
-    out_console.print(f"upper bound (last step): {result['upper_bound']:.2f}")
+    out.print(f"AMI per step: {per_step}")
+    out.print(f"upper bound (last step): {result['upper_bound']:.2f}")
     cells = format_quartiles(result["ami_by_separation"])
     if cells:
-        out_console.print(f"last-step AMI by the objects' distance (quartiles): {cells}")
-    out_console.print(f"changed from training: {changed or 'nothing'}")
+        out.print(f"last-step AMI by the objects' distance (quartiles): {cells}")
+    out.print(f"changed from training: {changed or 'nothing'}")

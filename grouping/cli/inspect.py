@@ -8,17 +8,14 @@ import json
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from grouping.cli.output import console, progress_bar
 from grouping.figures.curves import plot
 from grouping.figures.groupings import visualize
-from grouping.figures.resolution import DPI, MAX_DPI
+from grouping.figures.resolution import DPI, MAX_DPI, MAX_STEP_COLUMNS
 from grouping.plugins.interfaces import SPLITS
 from grouping.rundir.listing import runs
-
-#: Width of tables written to a pipe or file, where rich would otherwise assume 80 columns.
-PIPE_WIDTH = 200
 
 dpi_option = click.option(
     "--dpi",
@@ -28,16 +25,21 @@ dpi_option = click.option(
     help="dots per inch of the PNG (300 or 600 for print)",
 )
 
-
-def _console() -> Console:
-    console = Console()
-    return console if console.is_terminal else Console(width=PIPE_WIDTH)
+columns_option = click.option(
+    "--columns",
+    type=click.IntRange(min=0),
+    default=MAX_STEP_COLUMNS,
+    show_default=True,
+    help="sequences: the most EM steps drawn side by side, evenly spaced with the last; 0: all",
+)
 
 
 @click.command("visualize")
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True)
-@click.option("--samples", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option(
+    "--samples", type=click.IntRange(min=1), help="samples to draw (default: 4 images, 2 sequences)"
+)
 @click.option("--steps", type=click.IntRange(min=1), help="EM steps to unroll (default: the run's)")
 @click.option("--seed", type=int, default=0, show_default=True, help="noise and gamma^(0) seed")
 @click.option(
@@ -48,34 +50,39 @@ def _console() -> Console:
 @click.option(
     "--gif", is_flag=True, help="an animated GIF, one frame per EM step (drawn in pixels)"
 )
+@columns_option
 @dpi_option
 def visualize_command(
     run_dir: Path,
     split: str,
-    samples: int,
+    samples: int | None,
     steps: int | None,
     seed: int,
     out: Path | None,
     gif: bool,
+    columns: int,
     dpi: int,
 ) -> None:
     """Draw a trained run's (or pretrained:NAME's) groupings: inputs, per-component predictions,
     gamma, ground truth.
 
     Static data: one column per sample (the paper's Figure 3). Sequences: one column per EM step
-    and a block of rows per sample (Figures 4 and 7). --gif: one frame per EM step, a row per
-    sample.
+    (at most --columns) and a block of rows per sample (Figures 4 and 7). --gif: one frame per EM
+    step, a row per sample. The square beside "psi k" is the colour gamma gives component k.
     """
-    path = visualize(
-        str(run_dir),
-        split=split,  # type: ignore[arg-type]
-        samples=samples,
-        steps=steps,
-        out=out,
-        seed=seed,
-        gif=gif,
-        dpi=dpi,
-    )
+    with progress_bar("drawing", "stages") as on_progress:
+        path = visualize(
+            str(run_dir),
+            split=split,  # type: ignore[arg-type]
+            samples=samples,
+            steps=steps,
+            out=out,
+            seed=seed,
+            gif=gif,
+            dpi=dpi,
+            columns=columns or None,
+            on_progress=on_progress,
+        )
     click.echo(str(path))
 
 
@@ -138,7 +145,7 @@ def runs_command(folder: Path, as_json: bool) -> None:
             "-" if r.wall_s is None else f"{r.wall_s:.0f} s",
             r.status if r.finished else f"[yellow]{r.status}[/yellow]",
         )
-    _console().print(table)
+    console().print(table)
 
 
 COMMANDS = (visualize_command, plot_command, runs_command)

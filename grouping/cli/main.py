@@ -12,7 +12,6 @@ import traceback
 from typing import Any
 
 import click
-from rich.console import Console
 
 from grouping.cli.data import data_group
 from grouping.cli.evaluate import evaluate_command
@@ -22,12 +21,6 @@ from grouping.cli.run import run_command
 from grouping.cli.segment import COMMANDS as SEGMENT_COMMANDS
 from grouping.errors import GroupingError, RunStopped, one_line
 from grouping.version import __version__
-
-err_console = Console(stderr=True)
-
-
-out_console = Console()
-
 
 #: Set to print the full traceback after the one-line error (also ``--debug``).
 ENV_DEBUG = "GROUPING_DEBUG"

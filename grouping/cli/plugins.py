@@ -4,20 +4,21 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, cast
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from grouping.cli.output import console
 from grouping.config.options import plugin_options, shown_default
 from grouping.errors import PluginError, one_line
 from grouping.plugins.interfaces import PluginKind
 from grouping.plugins.kinds import KINDS
 from grouping.plugins.registry import Registry, get_registry
 
-out_console = Console()
-err_console = Console(stderr=True)
+#: How plugin descriptions cite the method's write-up ("spec 6.4"); the listing names the file.
+SPEC_SECTION = re.compile(r"\bspec (\d+(?:\.\d+)*)")
 
 
 @click.command("list-plugins")
@@ -34,7 +35,7 @@ def list_plugins(kind: str | None, name: str | None, show_options: bool, as_json
     """List every registered likelihood, network, updater, data set and noise; KIND lists one
     kind, KIND NAME one plugin with its options."""
     registry = get_registry()
-    rows = selected_rows(registry, kind, name)
+    rows = [where_described(row) for row in selected_rows(registry, kind, name)]
     if show_options or name:
         rows = [with_options(registry, row) for row in rows]
     if as_json:
@@ -51,8 +52,16 @@ def list_plugins(kind: str | None, name: str | None, show_options: bool, as_json
         package = f"{row['package']} {row['version']}" if row["package"] else row["plugin"]
         if row.get("error") is None:
             table.add_row(row["kind"], row["name"], row["description"], package)
-    out_console.print(table)
+    console().print(table)
     warn_broken(rows)
+
+
+def where_described(row: dict[str, Any]) -> dict[str, Any]:
+    """The row with its description's "spec 6.4" saying where: "docs/method.md section 6.4"."""
+    text = row.get("description")
+    if not isinstance(text, str):
+        return row
+    return {**row, "description": SPEC_SECTION.sub(r"docs/method.md section \1", text)}
 
 
 def selected_rows(registry: Registry, kind: str | None, name: str | None) -> list[dict[str, Any]]:
@@ -97,7 +106,7 @@ def print_options(rows: list[dict[str, Any]]) -> None:
                 option["description"],
                 style="dim" if option["core"] else None,
             )
-        out_console.print(table)
+        console().print(table)
 
 
 def warn_broken(rows: list[dict[str, Any]] | None = None) -> None:

@@ -1,4 +1,5 @@
-"""Training progress on the terminal: rich progress bars for epochs and batches."""
+"""Training progress on the terminal: rich progress bars for epochs and batches (on a terminal
+only), and one line per epoch with the speed in images/s or sequences/s."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from grouping.cli.output import shows_progress
+
 
 class ProgressReporter:
     """Shows epochs and batches as rich progress bars and each epoch's record as one line."""
@@ -28,9 +31,11 @@ class ProgressReporter:
             TimeElapsedColumn(),
             console=console,
             transient=True,
+            disable=not shows_progress(console),  # a pipe or a file gets the epoch lines alone
         )
         self.epochs_task: TaskID = self.progress.add_task("epochs", total=epochs, info="")
         self.batch_task: TaskID | None = None
+        self.unit = "images"
 
     def __enter__(self) -> ProgressReporter:
         return self  # the bars start with the first epoch: a set-up error stays one line
@@ -41,6 +46,9 @@ class ProgressReporter:
 
     def message(self, text: str) -> None:
         self.console.print(text)
+
+    def data_unit(self, unit: str) -> None:
+        self.unit = unit
 
     def epoch_start(self, epoch: int, batches: int) -> None:
         if not self.progress.live.is_started:
@@ -59,5 +67,5 @@ class ProgressReporter:
         self.console.print(
             f"epoch {record['epoch']:3d}  train loss {record['train_loss']:9.3f}  "
             f"valid loss {record['valid_loss']:9.3f}  valid AMI {record['valid_ami']:.3f}  "
-            f"ARI {record['valid_ari']:.3f}  {record['images_per_s']:7.0f} img/s{mark}"
+            f"ARI {record['valid_ari']:.3f}  {record['images_per_s']:7.0f} {self.unit}/s{mark}"
         )

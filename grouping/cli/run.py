@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from grouping.cli.output import console
 from grouping.cli.plugins import warn_broken
 from grouping.cli.progress import ProgressReporter
 from grouping.config.loading import assignments_to_dict, build_config, implied_preset
@@ -25,12 +25,6 @@ from grouping.training.resume import prepare_resume
 from grouping.training.run import RunResult
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-err_console = Console(stderr=True)
-
-
-out_console = Console()
 
 
 def _run_options(f: F) -> F:
@@ -106,7 +100,8 @@ def _process_options(f: F) -> F:
         click.option(
             "--out",
             type=click.Path(path_type=Path),
-            help="run folder (default: runs/<stamp>-<preset>)",
+            help="run folder (default: runs/<stamp>-<preset>, plus the updater and data set where they "
+            "differ from the preset's)",
         ),
         click.option(
             "--resume",
@@ -171,13 +166,15 @@ def run_command(
         return
     config = _config(preset, overrides, sets)
     if launching:
-        _launch(config, out or RunDir.default_path(config.preset), nproc, max_restarts, extra)
+        where = out or RunDir.default_path(config.preset, config=config)
+        _launch(config, where, nproc, max_restarts, extra)
     main_rank = distributed.is_main_process()
-    console = err_console if main_rank else Console(stderr=True, quiet=True)
-    with ProgressReporter(console, config.train.epochs) as reporter:
+    with ProgressReporter(
+        console(stderr=True, quiet=not main_rank), config.train.epochs
+    ) as reporter:
         result = train(config, out, reporter=reporter, tensorboard=tensorboard)
     if main_rank:
-        _print_result(result, as_json)
+        _print_result(result, as_json, reporter.unit)
 
 
 def _launch(config: RunConfig, out: Path, nproc: int, max_restarts: int, extra: list[str]) -> None:
@@ -195,9 +192,9 @@ def _resume(
     as_json: bool,
 ) -> None:
     job = prepare_resume(folder, overrides, assignments)
-    with ProgressReporter(err_console, job.config.train.epochs) as reporter:
+    with ProgressReporter(console(stderr=True), job.config.train.epochs) as reporter:
         result = job.run(reporter, tensorboard=tensorboard)
-    _print_result(result, as_json)
+    _print_result(result, as_json, reporter.unit)
 
 
 def _config(preset: str | None, overrides: dict[str, Any], assignments: list[str]) -> RunConfig:
@@ -205,7 +202,7 @@ def _config(preset: str | None, overrides: dict[str, Any], assignments: list[str
     if preset is None:
         preset = implied_preset(overrides, assignments_to_dict(assignments))
         if preset != DEFAULT_PRESET:
-            err_console.print(
+            console(stderr=True).print(
                 f"no --preset and no --dataset: using preset {preset!r}, the default of the "
                 "likelihood you chose"
             )
@@ -214,7 +211,7 @@ def _config(preset: str | None, overrides: dict[str, Any], assignments: list[str
     return config
 
 
-def _print_result(result: RunResult, as_json: bool) -> None:
+def _print_result(result: RunResult, as_json: bool, unit: str = "images") -> None:
     if as_json:
         click.echo(json.dumps(result.summary, indent=2))
         return
@@ -232,9 +229,10 @@ def _print_result(result: RunResult, as_json: bool) -> None:
         f"{test['ari']:.3f} ± {test['ari_std']:.3f}",
         f"{test['ari_mean_over_steps']:.3f} ± {test['ari_mean_over_steps_std']:.3f}",
     )
-    out_console.print(table)
+    out = console()
+    out.print(table)
     s = result.summary
-    out_console.print(
+    out.print(
         f"test AMI {test['ami']:.3f}  epochs {s['epochs']} (best {s['best_epoch']})  "
-        f"{s['train_images_per_s']:.0f} img/s  wall {s['wall_s']:.0f} s  -> {result.path}"
+        f"{s['train_images_per_s']:.0f} {unit}/s  wall {s['wall_s']:.0f} s  -> {result.path}"
     )

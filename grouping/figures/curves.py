@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from grouping.config.loading import read_toml
 from grouping.errors import ConfigError, RunDirError
 from grouping.figures.resolution import DPI, check_dpi
 from grouping.rundir.folder import METRICS, SUMMARY, RunDir
@@ -27,6 +28,21 @@ def read_evaluation(path: Path) -> dict[str, Any]:
         f"{path} holds no ami_per_step list (expected `grouping evaluate --json` output or a "
         "summary.json)"
     )
+
+
+def run_label(rundir: RunDir) -> str:
+    """A run's name in the legend: its folder and its updater and data set
+    (``20250101-120000-quickstart (n-em, shapes)``), so that runs of two updaters tell apart."""
+    try:
+        config = read_toml(rundir.config_path)
+    except ConfigError:
+        return rundir.path.name
+    said = []
+    for section in ("updater", "dataset"):
+        part = config.get(section)
+        if isinstance(part, dict) and isinstance(part.get("name"), str):
+            said.append(part["name"])
+    return f"{rundir.path.name} ({', '.join(said)})" if said else rundir.path.name
 
 
 def _step_curves(label: str, scores: dict[str, Any]) -> Any:
@@ -65,7 +81,7 @@ def plot(
         scores: dict[str, Any] = {}
         if (rundir.path / SUMMARY).is_file():
             scores = read_evaluation(rundir.path / SUMMARY)
-        c = _step_curves(rundir.path.name, scores)
+        c = _step_curves(run_label(rundir), scores)
         c.records = records
         curves.append(c)
     for item in evaluations:

@@ -19,9 +19,11 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from grouping.figures.resolution import DPI, check_dpi, check_pixels
+from grouping.figures.resolution import DPI, MAX_STEP_COLUMNS, check_dpi, check_pixels
 
 # Sizes below are in quarter inches, so pixel sizes are integers at a dpi that is a multiple of 4.
 
@@ -35,6 +37,8 @@ TITLE_IN = 0.25
 GAP_IN = 0.25
 #: Grey of pixels whose true group is 0 (background or overlap) in the ground-truth row.
 BACKGROUND_GREY = 0.15
+#: Side of the colour square beside a row label "ψ k": gamma shows component k in that colour.
+SWATCH_IN = 0.12
 
 
 def component_colours(k: int) -> np.ndarray:
@@ -111,15 +115,41 @@ def _axes_at(fig: Figure, left_in: float, top_in: float) -> Axes:
     return fig.add_axes(rect)
 
 
-def _row_label(fig: Figure, top_in: float, text: str) -> None:
-    _w, h = fig.get_size_inches()
+def _row_label(fig: Figure, top_in: float, text: str, colour: np.ndarray | None = None) -> None:
+    """A row's name in the label strip; a component's row gets a square of its colour in front,
+    the legend of the gamma row's colours."""
+    w, h = fig.get_size_inches()
     y = 1.0 - (top_in + CELL_IN / 2) / h
-    fig.text(0.04 / _w, y, text, ha="left", va="center", fontsize=8)
+    left = 0.04
+    if colour is not None:
+        corner = (left / w, y - SWATCH_IN / 2 / h)
+        fig.add_artist(
+            Rectangle(corner, SWATCH_IN / w, SWATCH_IN / h, transform=fig.transFigure, color=colour)
+        )
+        left += SWATCH_IN + 0.05
+    fig.text(left / w, y, text, ha="left", va="center", fontsize=8)
 
 
 def row_labels(k: int) -> list[str]:
     """The rows of one sample's block: the frame, one row per component, gamma, the true groups."""
-    return ["input", *[f"ψ {i + 1}" for i in range(k)], "γ", "truth"]
+    return ["input", *[f"ψ {i + 1}" for i in range(k)], "γ\n(ψ colours)", "truth"]
+
+
+def _label_rows(fig: Figure, top_in: float, colours: np.ndarray) -> None:
+    """The row labels of one sample's block, starting ``top_in`` inches from the top."""
+    for row, label in enumerate(row_labels(len(colours))):
+        colour = colours[row - 1] if 1 <= row <= len(colours) else None
+        _row_label(fig, top_in + row * CELL_IN, label, colour)
+
+
+def step_columns(t: int, columns: int | None = MAX_STEP_COLUMNS) -> list[int]:
+    """Which of T steps (0-based) a sequential figure draws: all of them when ``columns`` is None
+    or at least T, else ``columns`` evenly spaced ones from the first to the last."""
+    if columns is None or columns >= t:
+        return list(range(t))
+    if columns <= 1:
+        return [t - 1]
+    return sorted({round(i * (t - 1) / (columns - 1)) for i in range(columns)})
 
 
 def step_cells(p: GroupingPanels, i: int, s: int, colours: np.ndarray) -> list[np.ndarray]:
@@ -141,8 +171,7 @@ def static_figure(p: GroupingPanels) -> Figure:
     labels = row_labels(k)
     fig = _new_figure(LABEL_IN + n * CELL_IN, TITLE_IN + len(labels) * CELL_IN)
     colours = component_colours(k)
-    for row, label in enumerate(labels):
-        _row_label(fig, TITLE_IN + row * CELL_IN, label)
+    _label_rows(fig, TITLE_IN, colours)
     for i in range(n):
         panels = [
             image_rgb(p.frames[i, -1]),
@@ -167,8 +196,7 @@ def sequential_figure(p: GroupingPanels) -> Figure:
     colours = component_colours(k)
     for i in range(n):
         top = TITLE_IN + i * (block + GAP_IN)
-        for row, label in enumerate(labels):
-            _row_label(fig, top + row * CELL_IN, label)
+        _label_rows(fig, top, colours)
         for s in range(t):
             for row, rgb in enumerate(step_cells(p, i, s, colours)):
                 ax = _axes_at(fig, LABEL_IN + s * CELL_IN, top + row * CELL_IN)
@@ -195,8 +223,9 @@ class Curves:
 
 CURVE_WIDTH_IN = 14.0
 CURVE_HEIGHT_IN = 7.5
-#: Line styles of a run's component shares, from the largest share down.
+#: Line styles of a run's component shares, from the largest share down, and their legend.
 SHARE_STYLES = ("-", "--", ":", "-.")
+SHARE_NAMES = ("largest share", "2nd", "3rd", "4th and smaller")
 
 
 def _series(records: Sequence[dict[str, object]], key: str) -> tuple[list[float], list[float]]:
@@ -236,8 +265,20 @@ def _plot_records(axes: dict[str, Axes], run: Curves, colour: np.ndarray) -> Non
     xs, shares = _last_step_shares(run.records)
     for j in range(shares.shape[1] if shares.size else 0):
         style = SHARE_STYLES[min(j, len(SHARE_STYLES) - 1)]
-        label = f"{run.label} largest" if j == 0 else None
-        axes["shares"].plot(xs, shares[:, j], color=colour, ls=style, marker=".", label=label)
+        axes["shares"].plot(xs, shares[:, j], color=colour, ls=style, marker=".")
+
+
+def _share_styles(ax: Axes) -> None:
+    """The component-shares panel's legend: which line style is which share (the colours are the
+    runs', named in the other panels)."""
+    used = {line.get_linestyle() for line in ax.get_lines()}
+    styles = [
+        Line2D([], [], color="grey", ls=ls, label=name)
+        for ls, name in zip(SHARE_STYLES, SHARE_NAMES)
+        if ls in used
+    ]
+    if styles:
+        ax.legend(handles=styles, fontsize=7, title="component", title_fontsize=7)
 
 
 def _plot_steps(ax: Axes, run: Curves, colour: np.ndarray) -> None:
@@ -254,8 +295,8 @@ def _plot_steps(ax: Axes, run: Curves, colour: np.ndarray) -> None:
 PANELS = (
     ("loss", "loss (train solid, validation dashed)", "epoch", "loss per image"),
     ("ami", "validation AMI", "epoch", "AMI"),
-    ("shares", "validation component shares, last EM step (largest solid)", "epoch", "share"),
-    ("speed", "training throughput", "epoch", "images / s"),
+    ("shares", "validation component shares, last EM step", "epoch", "share"),
+    ("speed", "training throughput", "epoch", "images (or sequences) / s"),
     ("live", "live components (>= 5% of the objects), last EM step", "epoch", "components"),
     ("steps", "test AMI per EM step (mean, band: quartiles)", "EM step", "AMI"),
 )
@@ -280,7 +321,9 @@ def curves_figure(runs: Sequence[Curves]) -> Figure:
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if ax.get_legend_handles_labels()[0]:
+        if key == "shares":
+            _share_styles(ax)
+        elif ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     fig.tight_layout()
     return fig

@@ -8,6 +8,7 @@ model (``pretrained:NAME``) it writes ``NAME-visualize.png`` in the current fold
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from grouping.data.batches import frames_for
 from grouping.engine.em import NeuralEM
 from grouping.errors import ConfigError, GroupingError
 from grouping.figures.images import upscale, write_gif
-from grouping.figures.resolution import DPI, check_dpi
+from grouping.figures.resolution import DPI, MAX_STEP_COLUMNS, check_dpi
 from grouping.plugins.interfaces import SPLITS, Noise, Split, SplitName
 from grouping.rundir.loading import load_run
 from grouping.rundir.pretrained import is_pretrained
@@ -33,8 +34,9 @@ GIF_CELL_PX = 64
 GIF_GAP_PX, GIF_HEADER_PX = 2, 14
 
 
-#: Samples drawn in that figure.
+#: Samples drawn in that figure: a column each for images, a block of rows each for sequences.
 RUN_FIGURE_SAMPLES = 4
+SEQUENCE_FIGURE_SAMPLES = 2
 
 
 @torch.no_grad()
@@ -82,29 +84,60 @@ def grouping_panels(
     )
 
 
+def default_samples(split: Split) -> int:
+    """Samples a grouping figure shows unless told: fewer for sequences, whose blocks are tall."""
+    return SEQUENCE_FIGURE_SAMPLES if split.frames > 1 else RUN_FIGURE_SAMPLES
+
+
 def draw_groupings(
     model: NeuralEM,
     noise: Noise,
     split: Split,
     out: Path,
     *,
-    samples: int = RUN_FIGURE_SAMPLES,
+    samples: int | None = None,
     steps: int | None = None,
     seed: int = 0,
     title: str = "",
     dpi: int = DPI,
+    columns: int | None = MAX_STEP_COLUMNS,
+    on_stage: Callable[[int], None] | None = None,
 ) -> Path:
     """Write the grouping figure of a model on a split at ``dpi`` dots per inch: the static layout
     (paper Figure 3) when the split holds one frame per sample, the sequential layout (Figures 4
-    and 7) otherwise."""
-    from grouping.figures.drawing import save, sequential_figure, static_figure
+    and 7, at most ``columns`` evenly spaced steps; None: all) otherwise. ``samples`` None is
+    :func:`default_samples`; ``on_stage(1)`` and ``on_stage(2)`` follow the model run and drawing."""
+    from grouping.figures.drawing import save, sequential_figure, static_figure, step_columns
 
     check_dpi(dpi)
-    panels = grouping_panels(
-        model, noise, split, samples=samples, steps=steps, seed=seed, title=title
+    n = default_samples(split) if samples is None else samples
+    panels = grouping_panels(model, noise, split, samples=n, steps=steps, seed=seed, title=title)
+    (on_stage or _ignore)(1)
+    if split.frames > 1:
+        fig = sequential_figure(only_steps(panels, step_columns(panels.psi.shape[1], columns)))
+    else:
+        fig = static_figure(panels)
+    (on_stage or _ignore)(2)
+    return save(fig, out, dpi)
+
+
+def _ignore(stage: int) -> None:
+    """No one follows the stages."""
+
+
+def only_steps(panels: Any, keep: list[int]) -> Any:
+    """The panels of the steps ``keep`` (0-based) alone, numbered as before."""
+    from dataclasses import replace
+
+    numbers = panels.step_numbers or list(range(1, panels.psi.shape[1] + 1))
+    return replace(
+        panels,
+        frames=panels.frames[:, keep],
+        psi=panels.psi[:, keep],
+        gamma=panels.gamma[:, keep],
+        groups=panels.groups[:, keep],
+        step_numbers=[numbers[i] for i in keep],
     )
-    draw = sequential_figure if split.frames > 1 else static_figure
-    return save(draw(panels), out, dpi)
 
 
 def step_frames(panels: Any) -> list[np.ndarray]:
@@ -139,13 +172,14 @@ def animate_groupings(
     split: Split,
     out: Path,
     *,
-    samples: int = RUN_FIGURE_SAMPLES,
+    samples: int | None = None,
     steps: int | None = None,
     seed: int = 0,
 ) -> Path:
     """Write the animated grouping figure of a model on a split: one GIF frame per EM step (for a
     sequence run, ``grouping run`` can write it as ``figure.gif`` beside ``figure.png``)."""
-    panels = grouping_panels(model, noise, split, samples=samples, steps=steps, seed=seed)
+    n = default_samples(split) if samples is None else samples
+    panels = grouping_panels(model, noise, split, samples=n, steps=steps, seed=seed)
     return write_gif(step_frames(panels), out)
 
 
@@ -161,36 +195,47 @@ def default_figure(run_dir: Path | str, run_path: Path, gif: bool) -> Path:
 def visualize(
     run_dir: Path | str,
     split: SplitName = "test",
-    samples: int = RUN_FIGURE_SAMPLES,
+    samples: int | None = None,
     steps: int | None = None,
     out: Path | str | None = None,
     seed: int = 0,
     gif: bool = False,
     dpi: int = DPI,
+    columns: int | None = MAX_STEP_COLUMNS,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Draw a trained run's (or ``pretrained:NAME``'s) groupings on ``samples`` samples of
     ``split`` and return the file's path (default ``RUN_DIR/figure-visualize.png``, never the
     run's own ``figure.png``). ``steps`` unrolls a different number of EM steps than the run was
     trained with; ``gif`` writes an animated GIF, one frame per step (drawn in pixels: ``dpi``, the
-    PNG's dots per inch, does not apply). The API of ``grouping visualize``."""
+    PNG's dots per inch, does not apply). ``samples`` None draws 4 images or 2 sequences; a
+    sequence figure shows at most ``columns`` evenly spaced steps (None: every step).
+    ``on_progress(done, 3)`` follows loading, running the model and drawing. The API of
+    ``grouping visualize``."""
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
-    if samples < 1:
+    if samples is not None and samples < 1:
         raise ConfigError(f"samples must be at least 1, got {samples}")
     if steps is not None and steps < 1:
         raise ConfigError(f"steps must be at least 1, got {steps}")
     check_dpi(dpi)
+    progress = on_progress or (lambda done, total: None)
+    progress(0, 3)
     frames = None if steps is None else steps + 1
     run = load_run(run_dir, frames=frames)
+    progress(1, 3)
     t = run.model.steps if steps is None else steps
     target = Path(out) if out is not None else default_figure(run_dir, run.path, gif)
     title = f"{run.path.name}: {split} split, {t} EM steps ({run.checkpoint.name})"
     data = run.dataset.split(split)
     if gif:
-        return animate_groupings(
+        path = animate_groupings(
             run.model, run.noise, data, target, samples=samples, steps=steps, seed=seed
         )
-    return draw_groupings(
-        run.model, run.noise, data, target, samples=samples, steps=steps, seed=seed, title=title,
-        dpi=dpi,
-    )  # fmt: skip
+    else:
+        path = draw_groupings(
+            run.model, run.noise, data, target, samples=samples, steps=steps, seed=seed,
+            title=title, dpi=dpi, columns=columns, on_stage=lambda done: progress(1 + done, 3),
+        )  # fmt: skip
+    progress(3, 3)
+    return path

@@ -151,6 +151,19 @@ def write_png(array: np.ndarray, path: Path) -> Path:
     return path
 
 
+def write_labels(labels: np.ndarray, colours: np.ndarray, path: Path) -> Path:
+    """Labels (H, W) uint8, 1..K, as a palette PNG: a program reads the values 1..K, a viewer shows
+    value k in ``colours[k - 1]`` (RGB in [0, 1], the overlay's), not as near-black greys."""
+    from PIL import Image
+
+    image = Image.fromarray(labels.astype(np.uint8))  # "L"; putpalette makes it "P"
+    rgb = np.zeros((256, 3), dtype=np.uint8)  # 0 (no component) stays black
+    rgb[1 : len(colours) + 1] = np.round(np.clip(colours, 0.0, 1.0) * 255).astype(np.uint8)
+    image.putpalette(rgb.ravel().tolist())
+    image.save(path, format="PNG")
+    return path
+
+
 def write_gif(frames: Sequence[np.ndarray], path: Path, frame_ms: int = GIF_FRAME_MS) -> Path:
     """RGB frames (H, W, 3) in [0, 1] as a looping animated GIF. Pillow folds a frame equal to the
     one before into it, so a GIF has fewer frames than given only where nothing moved."""

@@ -19,6 +19,10 @@ DPI = 200
 MAX_DPI = 1200
 #: matplotlib's Agg canvas draws at most this many pixels per side.
 MAX_SIDE_PX = 2**16
+#: The most EM steps a sequential figure draws side by side unless told (evenly spaced, the last
+#: included): 20 steps at 1 inch each made a 4150-pixel-wide figure whose labels no one could read
+#: once it was fitted to a screen.
+MAX_STEP_COLUMNS = 10
 
 
 def check_dpi(dpi: int) -> int:

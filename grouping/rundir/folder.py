@@ -2,7 +2,7 @@
 
 ::
 
-    runs/<stamp>-<preset>/
+    runs/<stamp>-<preset>[-<updater>][-<dataset>]/   (those two where they differ from the preset's)
       config.toml            resolved; ``grouping run --preset RUN/config.toml`` repeats the run
       metrics.jsonl          one JSON record per epoch
       checkpoints/best.pt    best validation loss so far
@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grouping.config.loading import read_toml
+from grouping.config.loading import load_preset, read_toml
 from grouping.config.schema import RunConfig
-from grouping.errors import RunDirError
+from grouping.errors import ConfigError, RunDirError
 from grouping.rundir.lock import LOCK_NAME, RunLock
 
 CONFIG = "config.toml"
@@ -37,9 +37,14 @@ class RunDir:
     lock: RunLock | None = field(default=None, repr=False)
 
     @staticmethod
-    def default_path(preset: str, root: Path = Path("runs")) -> Path:
+    def default_path(
+        preset: str, root: Path = Path("runs"), *, config: RunConfig | None = None
+    ) -> Path:
+        """``runs/<stamp>-<preset>``, plus the updater and the data set where ``config`` changed
+        them from the preset's (``runs/<stamp>-quickstart-n-em``), so such runs tell apart."""
         stamp = time.strftime("%Y%m%d-%H%M%S")
         label = Path(preset).stem if preset.endswith(".toml") else Path(preset).name
+        label = "-".join([label, *changed_plugins(preset, config)])
         path = root / f"{stamp}-{label}"
         n = 1
         while path.exists():
@@ -152,6 +157,23 @@ class RunDir:
             raise RunDirError(f"{self.path} has no {SUMMARY}: the run has not finished")
         data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
         return data
+
+
+def changed_plugins(preset: str, config: RunConfig | None) -> list[str]:
+    """The updater and data set names of ``config`` that differ from its preset's (none where the
+    preset cannot be read), as they go into a run folder's name."""
+    if config is None:
+        return []
+    try:
+        base = load_preset(preset)
+    except ConfigError:
+        return []
+    names = []
+    for section, now in (("updater", config.updater.name), ("dataset", config.dataset.name)):
+        given = base.get(section)
+        if isinstance(given, dict) and given.get("name") not in (None, now):
+            names.append(now.replace("/", "-"))
+    return names
 
 
 #: What a run writes before its first checkpoint: a folder holding only these is a dead start.

@@ -57,7 +57,11 @@ def train_run(
     if tensorboard:
         require_tensorboard()  # fail before the run folder exists
     trainer = Trainer(
-        config, path or RunDir.default_path(config.preset), reporter, registry, checkpoint
+        config,
+        path or RunDir.default_path(config.preset, config=config),
+        reporter,
+        registry,
+        checkpoint,
     )
     try:
         board = attach_tensorboard(trainer) if tensorboard and trainer.dist.main else None
@@ -87,6 +91,8 @@ def attach_tensorboard(trainer: Trainer) -> TensorBoardReporter:
 def announce(trainer: Trainer) -> dict[str, Any]:
     """Say where the run writes, where its data comes from and what it started from."""
     trainer.reporter.message(f"run folder: {trainer.rundir.path}")
+    sequences = trainer.parts.dataset.split("train").frames > 1
+    trainer.reporter.data_unit("sequences" if sequences else "images")
     source = trainer.parts.dataset.source()
     for line in (source.get("description"), trainer.init_message):
         if line:

@@ -61,7 +61,7 @@ def train_stages(
     t0 = time.perf_counter()
     reporter = reporter or SilentReporter()
     configs = stage_configs(config, registry)
-    root = Path(out) if out is not None else RunDir.default_path(config.preset)
+    root = Path(out) if out is not None else RunDir.default_path(config.preset, config=config)
     main = distributed.is_main_process()  # under torchrun, one rank writes the shared files
     auto = config.train.resume == "auto"
     if main:

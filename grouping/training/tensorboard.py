@@ -48,6 +48,9 @@ class TensorBoardReporter:
     def message(self, text: str) -> None:
         self.inner.message(text)
 
+    def data_unit(self, unit: str) -> None:
+        self.inner.data_unit(unit)
+
     def epoch_start(self, epoch: int, batches: int) -> None:
         self.inner.epoch_start(epoch, batches)
 
