@@ -2,7 +2,8 @@
 
 **Breakdown.** ``profile_breakdown`` runs a few real training steps (the trainer's loader and
 ``TrainStep``) under ``torch.profiler`` with named ranges around the phases of the step: gathering
-the batch, the noise, the EM forward, and inside it each M-step call of the updater (the network);
+the batch, the noise, the EM forward, and inside it each M-step call of the updater (its network
+and its own layers, on the K components of a batch at once);
 torch's optimizers record their own ``Optimizer.step#Adam.step`` and ``Optimizer.zero_grad`` ranges.
 Each profiled event's own time (its time minus its children's) goes to the phase it runs in:
 
@@ -110,16 +111,17 @@ def _ranged_batches(batches: Iterable[Any]) -> Iterator[Any]:
 
 @contextmanager
 def instrumented(step: TrainStep) -> Iterator[None]:
-    """``step`` with its noise, its EM forward and the model's M-step calls in named ranges."""
-    model, noise, forward = step.model, step.noise, step.forward
+    """``step`` with its noise, its EM forward and the updater's M-step calls in named ranges."""
+    updater, noise, forward = step.model.updater, step.noise, step.forward
     step.noise = _RangedNoise(noise)
     step.forward = _ranged(FORWARD, forward)
-    model.m_step = _ranged(NETWORK, model.m_step)  # type: ignore[method-assign]
+    # an instance attribute shadows the class's forward, which nn.Module.__call__ looks up
+    updater.forward = _ranged(NETWORK, updater.forward)  # type: ignore[method-assign]
     try:
         yield
     finally:
         step.noise, step.forward = noise, forward
-        del model.m_step
+        del updater.forward
 
 
 # -- classifying the profile -------------------------------------------------------------------

@@ -102,7 +102,7 @@ def test_a_flipped_byte_anywhere_is_refused_or_changes_nothing(tmp_path: Path) -
         (b"", "cannot read checkpoint"),
         ("tensor", "is not a grouping checkpoint (no format_version)"),
         ("dict", "is not a grouping checkpoint (no format_version)"),
-        ("old", "has checkpoint format 1; this grouping reads format 2"),
+        ("old", "has checkpoint format 1; this grouping reads formats 2, 3"),
         ("digest", "is corrupt: its content does not match its sha256 digest"),
     ],
 )

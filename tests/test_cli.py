@@ -123,7 +123,7 @@ class ZeroUpdater(Updater):
     description = "test updater that predicts one half"
 
     def forward(self, u: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        raw, state = self.network(u, state)
+        raw = self.network.decode(state.flatten(0, 1)).unflatten(0, u.shape[:2])
         return self.likelihood.activation(raw * 0.0), state
 
 

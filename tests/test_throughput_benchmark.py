@@ -177,4 +177,4 @@ def test_breakdown_assigns_the_step_phases() -> None:
     for key in ("matmul_conv", "elementwise", "em", "optimizer", "data_noise", "other"):
         assert shares[key] > 0.0, key
     assert abs(sum(shares.values()) - 1.0) < 1e-9
-    assert "m_step" not in vars(model) and step.forward is model  # instrumentation undone
+    assert "forward" not in vars(model.updater) and step.forward is model  # instrumentation undone
