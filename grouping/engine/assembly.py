@@ -67,9 +67,18 @@ def resolve(config: RunConfig, registry: Registry | None = None) -> RunConfig:
     return validate(data)
 
 
-def is_resolved(config: RunConfig) -> bool:
-    """Whether :func:`resolve` made this config: no plugin name is left ``auto``."""
-    return all(config.section(kind).name != AUTO for kind in PLUGIN_SECTIONS)
+def is_resolved(config: RunConfig, registry: Registry | None = None) -> bool:
+    """Whether :func:`resolve` made this config: no plugin name is left ``auto`` and every plugin
+    section holds all of its plugin's options."""
+    registry = registry or get_registry()
+    for kind in PLUGIN_SECTIONS:
+        section = config.section(kind)
+        if section.name == AUTO:
+            return False
+        model = getattr(registry.get(kind, section.name).cls, "Config", PluginConfig)
+        if not set(model.model_fields) <= set(section.options()):
+            return False
+    return True
 
 
 def plugin_options(kind: PluginKind, name: str, cls: Any, options: dict[str, Any]) -> PluginConfig:

@@ -22,21 +22,36 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Literal, TypeVar
 
-import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 from torch import Tensor, nn
+
+from grouping.plugins.splits import SPLITS as SPLITS  # re-exported: the plugin API
+from grouping.plugins.splits import ArraySplit as ArraySplit
+from grouping.plugins.splits import Split as Split
+from grouping.plugins.splits import SplitName as SplitName
+from grouping.plugins.splits import SplitSizes as SplitSizes
 
 PluginKind = Literal["likelihood", "network", "updater", "dataset", "noise"]
 
-SplitName = Literal["train", "valid", "test"]
-SPLITS: tuple[SplitName, ...] = ("train", "valid", "test")
+
+#: Option types that take numbers, not true/false (pydantic would read ``true`` as 1).
+NUMBER_TYPES: tuple[object, ...] = (int, float, int | None, float | None, int | float)
 
 
 class PluginConfig(BaseModel):
-    """Base of every plugin's ``Config``: unknown options are an error, not silently ignored."""
+    """Base of every plugin's ``Config``: unknown options are an error, not silently ignored, and
+    a number option refuses true/false (``--set network.hidden=true`` is not 1)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_numbers(cls, value: object, info: ValidationInfo) -> object:
+        field = cls.model_fields.get(info.field_name or "")
+        if isinstance(value, bool) and field is not None and field.annotation in NUMBER_TYPES:
+            raise ValueError(f"Input should be a number, not {value}")
+        return value
 
 
 class Plugin:
@@ -224,62 +239,6 @@ class Noise(Plugin):
 
 # --------------------------------------------------------------------------------------------------
 # dataset
-
-
-@dataclass(frozen=True)
-class SplitSizes:
-    """How many samples each split holds."""
-
-    train: int
-    valid: int
-    test: int
-
-    def __getitem__(self, split: SplitName) -> int:
-        return int(getattr(self, split))
-
-
-class Split(abc.ABC):
-    """One split of a data set, addressed by sample index so that it can live in memory or on disk.
-
-    ``get`` returns features (b, F, H, W, C) float32 in [0, 1] and groups (b, F, H, W) int64, where
-    F is the number of stored frames (1 for static data) and group 0 marks background and overlap.
-    """
-
-    @abc.abstractmethod
-    def __len__(self) -> int: ...
-
-    @property
-    @abc.abstractmethod
-    def frames(self) -> int:
-        """F, frames per sample."""
-
-    @abc.abstractmethod
-    def get(self, index: np.ndarray) -> tuple[Tensor, Tensor]:
-        """Samples at the given indices (sorted or not), as (features, groups)."""
-
-
-class ArraySplit(Split):
-    """A split held in memory as two tensors."""
-
-    def __init__(self, features: Tensor, groups: Tensor) -> None:
-        if features.ndim != 5 or groups.shape != features.shape[:4]:
-            raise ValueError(
-                f"features must be (N, F, H, W, C) and groups (N, F, H, W); "
-                f"got {tuple(features.shape)} and {tuple(groups.shape)}"
-            )
-        self.features = features.to(torch.float32)
-        self.groups = groups  # kept in its compact storage dtype; widened per batch in ``get``
-
-    def __len__(self) -> int:
-        return int(self.features.shape[0])
-
-    @property
-    def frames(self) -> int:
-        return int(self.features.shape[1])
-
-    def get(self, index: np.ndarray) -> tuple[Tensor, Tensor]:
-        idx = torch.as_tensor(index, dtype=torch.long)
-        return self.features[idx], self.groups[idx].to(torch.int64)
 
 
 DatasetT = TypeVar("DatasetT", bound="Dataset")

@@ -28,7 +28,7 @@ def train(
     ``stages`` trains them in order (:mod:`grouping.training.stages`); otherwise see
     :func:`grouping.training.run.train_run`. With ``train.resume = "auto"`` a folder ``out`` that
     holds an unfinished run with a ``last.pt`` is resumed instead of refused."""
-    if not is_resolved(config):  # the edge of the Python API: resolved once, here
+    if not is_resolved(config, registry):  # the edge of the Python API: resolved once, here
         config = resolve(config, registry)
     if config.stages:
         root = out.path if isinstance(out, RunDir) else out

@@ -156,3 +156,13 @@ class ThreadProbe:
             f"epoch {state.epoch} trained at {rate:,.0f} img/s, under a third of the "
             f"{probed:,.0f} img/s that {why}"
         )
+
+
+def threads_for_run(
+    threads: int | None, shared: int, device: torch.device, distributed: bool
+) -> ThreadProbe:
+    """Set ``train.threads`` (or ``shared``, the cores of one rank under torchrun) and return the
+    probe that, with neither, picks the faster of one thread and all cores on the first batches."""
+    if threads or shared:
+        torch.set_num_threads(threads or shared)
+    return ThreadProbe.for_run(threads, device, distributed)

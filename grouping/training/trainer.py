@@ -38,7 +38,7 @@ from grouping.training.setup import compiled, prepare_model
 from grouping.training.signals import StopRequest
 from grouping.training.snapshot import restore, snapshot
 from grouping.training.state import TrainState
-from grouping.training.threads import ThreadProbe
+from grouping.training.threads import threads_for_run
 
 
 class Trainer:
@@ -54,7 +54,7 @@ class Trainer:
     ) -> None:
         """``out`` is a new run folder, or an opened one with the ``checkpoint`` to resume from
         (see :func:`grouping.resume.resume`)."""
-        if not is_resolved(config):
+        if not is_resolved(config, registry):
             raise ValueError("Trainer takes a resolved config (grouping.engine.assembly.resolve)")
         self.config = config
         tc = self.config.train
@@ -62,7 +62,9 @@ class Trainer:
         self.dist, self.device = distributed.setup(resolve_device(tc.device))
         self.dist.check_batch(tc.batch_size)
         self.reporter = (reporter or SilentReporter()) if self.dist.main else SilentReporter()
-        self._set_threads()
+        # train.threads; under torchrun the cores shared among the local ranks; else a probe
+        shared = distributed.default_threads(self.dist) if self.dist.active else 0
+        self.threads = threads_for_run(tc.threads, shared, self.device, self.dist.active)
         torch.manual_seed(self.config.seed)
         self.parts: Assembly = assemble(self.config, registry)
         self.model, self.precision = prepare_model(self.parts.model, tc, self.device)
@@ -85,15 +87,6 @@ class Trainer:
         self.rundir = self._open_rundir(out)
         if checkpoint is not None:
             self.restore(checkpoint)
-
-    def _set_threads(self) -> None:
-        """``train.threads``, under torchrun the cores shared among the local ranks, else the faster
-        of all cores and one, timed on the first batches (``grouping.training.threads``)."""
-        tc = self.config.train
-        threads = tc.threads or (distributed.default_threads(self.dist) if self.dist.active else 0)
-        if threads:
-            torch.set_num_threads(threads)
-        self.threads = ThreadProbe.for_run(tc.threads, self.device, self.dist.active)
 
     def _train_step(self) -> TrainStep:
         """One optimizer step on the prepared model, through its DDP wrapper and compiled where
@@ -276,9 +269,7 @@ class Trainer:
         s = self.state
         self.save_last()
         where = (
-            f"in epoch {s.epoch + 1} after batch {s.batch}"
-            if s.batch
-            else (f"after epoch {s.epoch}")
+            f"in epoch {s.epoch + 1} after batch {s.batch}" if s.batch else f"after epoch {s.epoch}"
         )
         raise Interrupted(
             f"interrupted by {self.stop.name or 'a signal'} {where}: saved {self.rundir.last}; "
