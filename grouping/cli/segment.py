@@ -4,22 +4,24 @@ models shipped in the package). Thin: options in, :mod:`grouping.figures.segment
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
+from grouping.cli.output import console, progress_bar
 from grouping.figures.segment import segment
-from grouping.rundir.listing import runs
-from grouping.rundir.pretrained import PRETRAINED_PREFIX, PRETRAINED_ROOT, pretrained_models
+from grouping.rundir.pretrained import pretrained_models, shipped_record
 
 
 class Printer:
     """Prints each record as it is written (a JSON line or a short line), each note once and each
     failed input as one ``error:`` line on stderr."""
 
-    def __init__(self, as_json: bool) -> None:
+    def __init__(self, as_json: bool, warn: Callable[[str], None] | None = None) -> None:
         self.as_json = as_json
+        self.warn = warn or (lambda line: click.echo(line, err=True))
         self.failed: list[str] = []
         self.notes: set[str] = set()
 
@@ -27,7 +29,7 @@ class Printer:
         for note in rec["notes"]:
             if note not in self.notes:
                 self.notes.add(note)
-                click.echo(f"note: {note}", err=True)
+                self.warn(f"note: {note}")
         if self.as_json:
             click.echo(json.dumps(rec))
         else:
@@ -36,7 +38,7 @@ class Printer:
 
     def error(self, line: str) -> None:
         self.failed.append(line)
-        click.echo(f"error: {line}", err=True)
+        self.warn(f"error: {line}")
 
 
 @click.command("segment")
@@ -52,7 +54,7 @@ class Printer:
 )
 @click.option("--resize", is_flag=True, help="scale pictures to the model's image size")
 @click.option("--sequence", is_flag=True, help="a folder is the frames of one video")
-@click.option("--no-noise", is_flag=True, help="feed clean inputs, not the run's noise")
+@click.option("--noise/--no-noise", help="draw the run's noise on the inputs (default: clean)")
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or cuda:N")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON record per picture or video")
 def segment_command(
@@ -64,7 +66,7 @@ def segment_command(
     checkpoint: str | None,
     resize: bool,
     sequence: bool,
-    no_noise: bool,
+    noise: bool,
     device: str,
     as_json: bool,
 ) -> None:
@@ -73,15 +75,19 @@ def segment_command(
     INPUTS are PNG or JPEG files, folders of them (sorted by name), animated GIFs (videos) or
     .npz files holding `features`. Writes NAME.labels.png (component 1..K per pixel),
     NAME.overlay.png and NAME.npz (gamma and psi per step) into --out; a video one file per frame
-    and NAME.gif. An input that cannot be read is one line; the others are still written (exit 2).
+    and NAME.gif. A file that cannot be read is one line and skipped, the others still written
+    (exit 2); an output never replaces an input or another output (a note names the new name).
     """
-    printer = Printer(as_json)
-    segment(
-        run_dir, inputs, out, steps=steps, components=components,
-        checkpoint=checkpoint or "auto",  # type: ignore[arg-type]
-        resize=resize, sequence=sequence, noise=not no_noise, device=device,
-        on_record=printer.record, on_error=printer.error,
-    )  # fmt: skip
+    # Where each picture's line reaches the terminal, the lines are the progress.
+    quiet = as_json or console().is_terminal
+    with progress_bar("segmenting", "inputs", quiet=quiet) as on_progress:
+        printer = Printer(as_json, on_progress.echo)
+        segment(
+            run_dir, inputs, out, steps=steps, components=components,
+            checkpoint=checkpoint or "auto",  # type: ignore[arg-type]
+            resize=resize, sequence=sequence, noise=noise, device=device,
+            on_record=printer.record, on_error=printer.error, on_progress=on_progress,
+        )  # fmt: skip
     if printer.failed:
         raise click.exceptions.Exit(2)
 
@@ -90,25 +96,20 @@ def segment_command(
 @click.option("--json", "as_json", is_flag=True, help="print a JSON list")
 def pretrained_command(as_json: bool) -> None:
     """List the trained models shipped in the package, to use as RUN_DIR `pretrained:NAME`."""
-    infos = {info.name: info for info in runs(PRETRAINED_ROOT)}
-    rows = []
-    for name in pretrained_models():
-        info = infos.get(name)
-        rows.append(
-            {
-                "name": PRETRAINED_PREFIX + name,
-                "path": str(PRETRAINED_ROOT / name),
-                "dataset": info.dataset if info else None,
-                "updater": info.updater if info else None,
-                "test_ami": info.test_ami if info else None,
-            }
-        )
+    rows = [shipped_record(name) for name in pretrained_models()]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     for row in rows:
-        ami = "-" if row["test_ami"] is None else f"{row['test_ami']:.3f}"
-        click.echo(f"{row['name']}  {row['dataset']}, {row['updater']}, test AMI {ami}")
+        ami, over = (
+            "-" if v is None else f"{v:.3f}"
+            for v in (row["test_ami"], row["scores"]["mean_over_steps"])
+        )
+        paper = row["paper"]["ami"]
+        click.echo(
+            f"{row['name']}  {row['dataset']}, {row['updater']}, test AMI {ami} (mean over steps "
+            f"{over}){'' if paper is None else f', paper {paper:.3f}'}"
+        )
     if not rows:
         click.echo("no pretrained models are shipped in this installation")
 

@@ -102,18 +102,24 @@ class Scores:
         }
 
 
+def sample_base(generator: torch.Generator) -> int:
+    """The seed base of one pass over a split: one draw of the run's generator."""
+    return int(torch.randint(0, 2**62, (), generator=generator, device=generator.device))
+
+
 def per_sample_draws(
-    model: NeuralEM, noise: Noise, features: Tensor, base: int, start: int
+    model: NeuralEM, noise: Noise | None, features: Tensor, base: int, start: int
 ) -> tuple[Tensor, Tensor]:
-    """The noisy inputs and gamma^(0) of samples ``start``, ``start + 1``, ... of a split, each
-    drawn from a generator seeded by ``base`` and the sample's index: a sample gets the same draws
-    whatever the batch it falls in, so scores do not depend on ``eval.batch_size``."""
+    """The noisy inputs (clean without ``noise``) and gamma^(0) of samples ``start``,
+    ``start + 1``, ... of a split, each drawn from a generator seeded by ``base`` and the sample's
+    index: a sample gets the same draws whatever the batch it falls in, so scores do not depend on
+    ``eval.batch_size``."""
     b, _, h, w, _ = features.shape
     device = features.device
     noisy, gammas = [], []
     for i in range(b):
         g = torch.Generator(device=device).manual_seed(base + start + i)
-        noisy.append(noise(features[i : i + 1], g))
+        noisy.append(noise(features[i : i + 1], g) if noise is not None else features[i : i + 1])
         gammas.append(model.initial_gamma((1, model.components, h, w, 1), g, device))
     return torch.cat(noisy), torch.cat(gammas)
 
@@ -141,7 +147,7 @@ def score_split(
     amis, aris, shares, separations = [], [], [], []
     scores = Scores(np.zeros((0, steps)), np.zeros((0, steps)))
     try:
-        base = int(torch.randint(0, 2**62, (), generator=generator, device=generator.device))
+        base = sample_base(generator)
         start = 0
         for features, groups in iterate_batches(split, np.arange(n), batch_size, steps + 1, device):
             inputs, gamma = per_sample_draws(model, noise, features, base, start)

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import time
@@ -87,7 +88,11 @@ class RunDir:
         """An existing run folder (one that holds a ``config.toml``); with ``lock``, locked."""
         if not (path / CONFIG).is_file():
             raise RunDirError(f"{path} is not a run folder (no {CONFIG})")
-        return cls(path, RunLock(path).acquire() if lock else None)
+        if not lock:
+            return cls(path)
+        held = RunLock(path).acquire()
+        remove_leftovers(path)  # no one else writes here while the lock is held
+        return cls(path, held)
 
     def close(self) -> None:
         """Release the lock (the process ending releases it too). A run that has ended leaves no
@@ -147,8 +152,11 @@ class RunDir:
         os.replace(tmp, self.path / METRICS)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
+        """Strict JSON (a non-finite number, such as the best loss of a run that never had a
+        finite one, is written as null), replaced atomically."""
         tmp = self.path / (SUMMARY + ".tmp")
-        tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        text = json.dumps(strict_json(summary), indent=2, allow_nan=False)
+        tmp.write_text(text + "\n", encoding="utf-8")
         os.replace(tmp, self.path / SUMMARY)
 
     def summary(self) -> dict[str, Any]:
@@ -181,15 +189,45 @@ EARLY_FILES = frozenset({CONFIG, METRICS, "checkpoints", "tensorboard", LOCK_NAM
 
 
 def never_checkpointed(path: Path) -> bool:
-    """A run folder whose run stopped before writing any checkpoint: nothing in it to keep."""
-    names = {p.name for p in path.iterdir()}
+    """A run folder whose run stopped before its first ``last.pt`` (killed while writing its
+    first checkpoints, or out of disk in epoch 1): it cannot be resumed, so nothing in it is kept.
+    Temporary files of an interrupted write do not count as content."""
+    names = {p.name for p in path.iterdir() if not is_leftover(p)}
     ckpts = path / "checkpoints"
-    empty = not ckpts.exists() or (ckpts.is_dir() and not any(ckpts.iterdir()))
-    return CONFIG in names and names <= EARLY_FILES and empty and not RunDir(path).metrics()
+    kept = {p.name for p in ckpts.iterdir() if not is_leftover(p)} if ckpts.is_dir() else set()
+    dead = CONFIG in names and names <= EARLY_FILES and "last.pt" not in kept
+    return dead and (ckpts.is_dir() or not ckpts.exists())
+
+
+def is_leftover(path: Path) -> bool:
+    """A temporary file of a write that never finished (``.last.pt.x1y2.tmp``, ``summary.json.tmp``):
+    every file here is written to such a name, then renamed."""
+    return path.name.endswith(".tmp") and path.is_file()
+
+
+def remove_leftovers(path: Path) -> None:
+    """Delete the temporary files a killed run left in its folder (each as big as a checkpoint)."""
+    for folder in (path, path / "checkpoints"):
+        if folder.is_dir():
+            for item in folder.iterdir():
+                if is_leftover(item):
+                    item.unlink(missing_ok=True)
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None, as strict JSON readers require."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
 
 
 def clear_dead_start(path: Path) -> None:
     """Remove what a run left before its first checkpoint, so the folder can be run into again."""
+    remove_leftovers(path)
     for name in (CONFIG, METRICS):
         (path / name).unlink(missing_ok=True)
     for name in ("checkpoints", "tensorboard"):

@@ -12,13 +12,13 @@ import torch
 
 from grouping.accel.precision import machine_facts
 from grouping.config.schema import RunConfig
-from grouping.errors import NonFiniteError
+from grouping.errors import DataError, NonFiniteError, one_line
 from grouping.figures.groupings import FIGURE, animate_groupings, draw_groupings
 from grouping.plugins.registry import Registry
 from grouping.rundir.folder import RunDir
 from grouping.training import distributed
 from grouping.training.reporting import Reporter
-from grouping.training.signals import catch_stop_signals
+from grouping.training.signals import catch_stop_signals, stop_at_once
 from grouping.training.tensorboard import TENSORBOARD_DIR, TensorBoardReporter, require_tensorboard
 from grouping.training.trainer import Trainer, TrainState
 
@@ -67,18 +67,41 @@ def train_run(
         board = attach_tensorboard(trainer) if tensorboard and trainer.dist.main else None
         source = announce(trainer)
         state = fit(trainer, t0)
-        summary = finished_summary(trainer, state, trainer.test(), source, t0)
-        if trainer.dist.main:
-            trainer.rundir.write_summary(summary)
-            if board is not None:
-                board.close()
-            draw_run_figure(trainer, config.seed)
+        with stop_at_once(trainer.rundir.path, resume_hint(trainer)):
+            summary = finished_summary(trainer, state, trainer.test(), source, t0)
+            if trainer.dist.main:
+                if board is not None:
+                    board.close()
+                # the figure before summary.json: until that is written the run has not ended,
+                # so a run killed while drawing is resumed, and the figure drawn again
+                draw_run_figure(trainer, config.seed)
+                trainer.rundir.write_summary(summary)
+    except MemoryError as exc:  # a data set or model far too big for this machine
+        raise DataError(out_of_memory(config, exc)) from None
     finally:
         trainer.rundir.close()
         trainer.threads.close()  # the process's own thread count again, after a probe
         if trainer.dist.active:
             distributed.cleanup()
     return RunResult(trainer.rundir.path, summary)
+
+
+def resume_hint(trainer: Trainer) -> str:
+    """What the user does after a stop once training has ended: the model is in ``last.pt``."""
+    return (
+        f"the trained model is in {trainer.rundir.last}; test it and finish the run with: "
+        f"grouping run --resume {trainer.rundir.path}"
+    )
+
+
+def out_of_memory(config: RunConfig, exc: MemoryError) -> str:
+    """One line for a run whose data or model does not fit in memory, naming the split sizes."""
+    d = config.dataset
+    return (
+        f"not enough memory for this run ({one_line(str(exc), 160) or 'MemoryError'}); the splits "
+        f"are dataset.train_size={d.train_size}, valid_size={d.valid_size}, "
+        f"test_size={d.test_size}: use smaller ones"
+    )
 
 
 def attach_tensorboard(trainer: Trainer) -> TensorBoardReporter:
@@ -91,7 +114,7 @@ def attach_tensorboard(trainer: Trainer) -> TensorBoardReporter:
 def announce(trainer: Trainer) -> dict[str, Any]:
     """Say where the run writes, where its data comes from and what it started from."""
     trainer.reporter.message(f"run folder: {trainer.rundir.path}")
-    sequences = trainer.parts.dataset.split("train").frames > 1
+    sequences = trainer.parts.split("train").frames > 1  # checked on its first batch
     trainer.reporter.data_unit("sequences" if sequences else "images")
     source = trainer.parts.dataset.source()
     for line in (source.get("description"), trainer.init_message):
