@@ -140,8 +140,11 @@ def check_weights_fit(trained: dict[str, Any], config: RunConfig, path: Path) ->
         before = trained.get(section, {})
         if before == config.model_dump(mode="json")[section]:
             continue
+        saved = _flatten({section: before})  # options added since the run was saved keep defaults
         diff = config_changes({section: before}, config)
-        diff = {k: v for k, v in diff.items() if k.startswith(f"{section}.")}
+        diff = {k: v for k, v in diff.items() if k in saved}
+        if not diff:
+            continue
         name = f"{section}.name"
         key = name if name in diff else next(iter(diff))  # a new plugin first, else an option
         old, new = diff[key]
