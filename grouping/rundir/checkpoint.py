@@ -31,6 +31,10 @@ from grouping.rundir.upgrade import upgrade_2_to_3
 FORMAT_VERSION = 3
 READABLE_VERSIONS = (2, 3)
 DIGEST_KEY = "sha256"
+#: Set in a checkpoint whose weights are stored in half precision (a shipped model, written by
+#: :func:`grouping.rundir.pretrained.ship`): the dtype's name. Loading casts them back to float32.
+STORED_DTYPE_KEY = "weights_dtype"
+HALF_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 #: How torch's weights-only unpickler names a global it refused to import (a class, a function).
 _UNSAFE_GLOBAL = re.compile(r"GLOBAL ([\w.]+)|Unsupported class ([\w.]+)")
 
@@ -194,7 +198,21 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         )
     if payload["format_version"] == 2:
         payload = upgrade_2_to_3(payload)
-    return payload
+    return restore_fp32(payload)
+
+
+def restore_fp32(payload: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint whose weights were stored in half precision (:data:`STORED_DTYPE_KEY`) with
+    those weights back in float32, the dtype every model computes in; any other as it is."""
+    weights = payload.get("model")
+    if STORED_DTYPE_KEY not in payload or not isinstance(weights, dict):
+        return payload
+    halves = tuple(HALF_DTYPES.values())
+    restored = {
+        k: v.float() if isinstance(v, torch.Tensor) and v.dtype in halves else v
+        for k, v in weights.items()
+    }
+    return {k: v for k, v in payload.items() if k != STORED_DTYPE_KEY} | {"model": restored}
 
 
 def not_a_file(path: Path) -> str:
