@@ -3,6 +3,7 @@ evaluate``), segments and draws."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import shutil
 from pathlib import Path
@@ -15,6 +16,7 @@ from PIL import Image
 
 import grouping
 from grouping.cli.main import cli
+from grouping.config.loading import read_toml
 from grouping.errors import RunDirError
 from grouping.evaluation import stored as stored_module
 from grouping.evaluation.metrics import adjusted_mutual_info
@@ -215,3 +217,14 @@ def test_a_precision_that_moves_the_ami_too_much_is_not_shipped(
     with pytest.raises(RunDirError, match="not shipped: storing .* changes its test AMI by"):
         ship_checked(small_run, "small", samples=20, root=tmp_path)
     assert not (tmp_path / "small").exists()
+
+
+def test_every_file_of_every_shipped_model_is_package_data() -> None:
+    """What a wheel installs: pyproject's package-data patterns cover each shipped file."""
+    pyproject = read_toml(Path(grouping.__file__).parents[1] / "pyproject.toml")
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["grouping"]
+    package = Path(grouping.__file__).parent
+    for path in PRETRAINED_ROOT.rglob("*"):
+        if path.is_file():
+            name = path.relative_to(package).as_posix()
+            assert any(fnmatch.fnmatch(name, p) for p in patterns), name
