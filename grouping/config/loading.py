@@ -66,9 +66,27 @@ def load_preset(preset: str) -> dict[str, Any]:
             f"unknown preset {preset!r}; valid: {', '.join(preset_names())} or a path to a .toml file"
         )
     resource = resources.files("grouping.config") / "presets" / f"{preset}.toml"
-    data = tomllib.loads(resource.read_text(encoding="utf-8"))
+    data = extended(tomllib.loads(resource.read_text(encoding="utf-8")))
     data["preset"] = preset
     return data
+
+
+def extended(data: dict[str, Any]) -> dict[str, Any]:
+    """A shipped preset that says ``extends = "other"`` is that preset with its own values over it;
+    a plugin section that names another plugin replaces the base's section (and its options)."""
+    base_name = data.pop("extends", None)
+    if base_name is None:
+        return data
+    base = load_preset(str(base_name))
+    for section, values in data.items():
+        old = base.get(section)
+        if (
+            isinstance(values, dict)
+            and isinstance(old, dict)
+            and values.get("name", old.get("name")) != old.get("name")
+        ):
+            base[section] = {}
+    return merge(base, data)
 
 
 def _built_on(data: dict[str, Any]) -> dict[str, Any]:
