@@ -140,7 +140,7 @@ def test_precision_and_speed_options_are_validated() -> None:
     config = build_config("quickstart")
     assert (config.train.precision, config.train.compile, config.train.prefetch) == (
         "auto",
-        False,
+        "off",
         None,  # by device: 2 on CUDA, 0 on the CPU
     )
     with pytest.raises(ConfigError, match=r"train\.precision"):

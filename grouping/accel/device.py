@@ -1,6 +1,9 @@
-"""Device choice: ``auto`` takes the GPU when there is one and the CPU otherwise."""
+"""Device choice (``auto`` takes the GPU when there is one and the CPU otherwise), the run's
+generator, and deterministic kernels."""
 
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -29,3 +32,15 @@ def make_generator(device: torch.device, seed: int) -> torch.Generator:
     g = torch.Generator(device=device)
     g.manual_seed(seed)
     return g
+
+
+def set_deterministic(flag: bool, device: torch.device) -> None:
+    """``train.deterministic``, for the whole process: cuDNN's deterministic algorithms and
+    ``torch.use_deterministic_algorithms`` (an operator without a deterministic kernel warns, naming
+    itself, rather than stopping the run); cuBLAS gets the workspace that makes it repeatable.
+    Without it a CUDA run lets cuDNN pick its fastest algorithms per shape (``benchmark``)."""
+    if flag and device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = flag
+    torch.backends.cudnn.benchmark = device.type == "cuda" and not flag
+    torch.use_deterministic_algorithms(flag, warn_only=True)

@@ -8,8 +8,16 @@ bits, so a sigmoid output above ~0.998 rounds to exactly 1, the likelihood's cli
 gradient to zero, and the E-step's products lose their resolution. With the hooks only the products
 are bf16; the weights, the optimizer, the states and all elementwise work stay fp32.
 
-``"auto"`` picks bf16 where the hardware multiplies bf16 natively (a CUDA GPU that supports it, a CPU
-with AVX-512 BF16 or AMX) and fp32 elsewhere, where bf16 would be emulated and slower.
+``"tf32"`` is fp32 storage and elementwise work with TF32 products on CUDA (10 mantissa bits in the
+multiply, fp32 accumulation: ``torch.set_float32_matmul_precision("high")`` and cuDNN's TF32), and
+plain fp32 elsewhere; ``"fp32"`` on CUDA turns TF32 off (the correctness reference).
+
+``"auto"`` on the CPU picks bf16 where the hardware multiplies bf16 natively (AVX-512 BF16 or AMX)
+and fp32 elsewhere, where bf16 would be emulated and slower. On CUDA it picks bf16 where the step
+is compiled (the compiler fuses the casts into the kernels around each product) or the batch is at
+least :data:`BF16_MIN_BATCH` (the products are then large enough that halving their operands pays
+for ~860 extra cast kernels per step), and tf32 otherwise: an eager step at batch 64 is bound by
+kernel launches, not by the products (docs/gpu.md).
 """
 
 from __future__ import annotations
@@ -22,7 +30,11 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-Precision = Literal["fp32", "bf16"]
+Precision = Literal["fp32", "tf32", "bf16"]
+
+#: The eager CUDA batch from which ``auto`` multiplies in bf16 (an estimate; benchmarks/gpu_check.py
+#: measures the batch sweep that should confirm it).
+BF16_MIN_BATCH = 256
 
 #: Layers whose products autocast runs in bf16 and whose outputs the hooks cast back to fp32.
 MATMUL_LAYERS: tuple[type[nn.Module], ...] = (
@@ -61,13 +73,33 @@ def native_bf16(device: torch.device) -> bool:
     return False
 
 
-def resolve_precision(name: str, device: torch.device) -> Precision:
-    """``auto`` -> bf16 where the device has native bf16, else fp32; fp32 and bf16 as given."""
+def resolve_precision(
+    name: str, device: torch.device, *, compiled: bool = False, batch: int = 0
+) -> Precision:
+    """``auto`` by the policy of the module docstring; fp32, tf32 and bf16 as given (tf32 is fp32
+    off CUDA). ``compiled`` and ``batch`` are the run's ``train.compile`` and local batch size."""
+    if name not in ("auto", "fp32", "tf32", "bf16"):
+        raise ValueError(f"precision must be auto, fp32, tf32 or bf16, not {name!r}")
+    cuda = device.type == "cuda"
     if name == "auto":
-        return "bf16" if native_bf16(device) else "fp32"
-    if name not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be auto, fp32 or bf16, not {name!r}")
-    return "bf16" if name == "bf16" else "fp32"
+        if not cuda:
+            return "bf16" if native_bf16(device) else "fp32"
+        if native_bf16(device) and (compiled or batch >= BF16_MIN_BATCH):
+            return "bf16"
+        name = "tf32" if torch.cuda.get_device_capability(device)[0] >= 8 else "fp32"
+    if name == "tf32" and not cuda:
+        return "fp32"
+    return name  # type: ignore[return-value]
+
+
+def apply_matmul_precision(device: torch.device, precision: Precision) -> None:
+    """Set the process's fp32 product precision for a CUDA run: TF32 in matmuls and convolutions
+    unless ``precision`` is fp32. Nothing changes on the CPU, whose policy this leaves as it was."""
+    if device.type != "cuda":
+        return
+    tf32 = precision != "fp32"
+    torch.set_float32_matmul_precision("high" if tf32 else "highest")
+    torch.backends.cudnn.allow_tf32 = tf32
 
 
 def _to_fp32(module: nn.Module, args: Any, output: Any) -> Any:
@@ -94,7 +126,8 @@ def install_fp32_outputs(model: nn.Module) -> int:
 def matmul_context(
     device: torch.device, precision: Precision
 ) -> contextlib.AbstractContextManager[Any]:
-    """The context the training forward runs in: bf16 autocast, or nothing for fp32."""
+    """The context the forward runs in, in training and in evaluation alike: bf16 autocast, or
+    nothing for fp32 and tf32 (whose products the process setting decides)."""
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()

@@ -92,15 +92,19 @@ def frames_for(features: Tensor, groups: Tensor, frames: int) -> tuple[Tensor, T
 def iterate_batches(
     split: Split, order: np.ndarray, batch_size: int, frames: int, device: torch.device
 ) -> Iterator[tuple[Tensor, Tensor]]:
-    """Batches of (features, groups) in the given sample order, moved to ``device``."""
-    pin = device.type == "cuda"
+    """Batches of (features, groups) in the given sample order, on ``device``."""
     for start in range(0, len(order), batch_size):
         features, groups = split.get(order[start : start + batch_size])
-        if pin:
-            features, groups = features.pin_memory(), groups.pin_memory()
-        features = features.to(device, non_blocking=pin)
-        groups = groups.to(device, non_blocking=pin)
-        yield frames_for(features, groups, frames)
+        yield frames_for(to_device(features, device), to_device(groups, device), frames)
+
+
+def to_device(tensor: Tensor, device: torch.device) -> Tensor:
+    """``tensor`` on ``device``: as it is where it is there already (a resident split's batch, a
+    training batch's absent groups); to a GPU through pinned memory, without waiting for it."""
+    if tensor.device == device or (device.index is None and tensor.device.type == device.type):
+        return tensor
+    pin = device.type == "cuda" and tensor.device.type == "cpu"
+    return (tensor.pin_memory() if pin else tensor).to(device, non_blocking=pin)
 
 
 def prefetch_depth(setting: int | None, device: torch.device) -> int:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from grouping.accel.precision import Precision, matmul_context
 from grouping.data.batches import iterate_batches
 from grouping.engine.em import NeuralEM
 from grouping.evaluation.collapse import component_shares, summarize_shares
@@ -136,10 +137,12 @@ def score_split(
     generator: torch.Generator,
     steps: int | None = None,
     weights: list[float] | None = None,
+    precision: Precision = "fp32",
 ) -> Scores:
     """Run the model over the first ``samples`` of a split with fresh noise and gamma^(0), as the
     original evaluation does (spec 8.1), and score every step. The draws are per sample
-    (:func:`per_sample_draws`): the same images score the same whatever the batch size."""
+    (:func:`per_sample_draws`): the same images score the same whatever the batch size. The
+    trainer scores in its training ``precision``, so validation sees the model as it trains."""
     steps = model.steps if steps is None else steps
     n = len(split) if samples is None else min(samples, len(split))
     was_training = model.training
@@ -152,7 +155,8 @@ def score_split(
         for features, groups in iterate_batches(split, np.arange(n), batch_size, steps + 1, device):
             inputs, gamma = per_sample_draws(model, noise, features, base, start)
             start += features.shape[0]
-            out = model(inputs, features, steps=steps, weights=weights, gamma=gamma)
+            with matmul_context(device, precision):
+                out = model(inputs, features, steps=steps, weights=weights, gamma=gamma)
             ami, ari = score_groupings(out.gamma, groups)
             amis.append(ami)
             aris.append(ari)

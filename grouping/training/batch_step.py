@@ -1,11 +1,13 @@
-"""One training step, read top to bottom: noise -> forward -> loss -> backward -> Adam.
+"""One training step, read top to bottom: noise and gamma^(0) -> forward -> loss -> backward -> Adam.
 
 The step never waits for the device. The loss comes back as a device tensor, read by the trainer
 at its logging interval; a non-finite loss or gradient is found on the device (one fused norm over
 all gradients) and handed to the fused Adam as ``found_inf``, which then leaves the weights and
 moments as they were. The model arrives ready (``grouping.training.setup``): its precision hooks,
-activation checkpointing and compile are set when it is built, not here. The throughput benchmark
-runs this same step.
+activation checkpointing and compile are set when it is built, not here. The noise and gamma^(0)
+are drawn here, from the run's generator, outside the compiled forward (a draw from a generator is
+a graph break), in the order the forward drew them before (noise, then gamma^(0)): the same numbers.
+The throughput benchmark runs this same step.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from grouping.accel.precision import Precision, matmul_context
+from grouping.engine.em import NeuralEM
 from grouping.plugins.interfaces import Noise
 
 
@@ -29,7 +32,7 @@ class TrainStep:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: NeuralEM,
         optimizer: torch.optim.Optimizer,
         noise: Noise,
         device: torch.device,
@@ -53,8 +56,12 @@ class TrainStep:
     def __call__(self, features: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """features (B, T+1, H, W, C) clean frames -> (loss, norms), detached, on the device."""
         inputs = self.noise(features, generator)
+        b, _, h, w, _ = features.shape
+        gamma = self.model.initial_gamma(
+            (b, self.model.components, h, w, 1), generator, self.device
+        )
         with matmul_context(self.device, self.precision):
-            loss = self.forward(inputs, features, generator, keep=False).loss
+            loss = self.forward(inputs, features, keep=False, gamma=gamma).loss
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if not self.params:
@@ -68,7 +75,7 @@ class TrainStep:
             self.optimizer.step()
         elif not bool(bad):  # pragma: no cover - torch without a fused Adam for this device
             self.optimizer.step()
-        return loss.detach(), norms
+        return norms[0], norms  # not ``loss``: a CUDA graph's next replay overwrites it
 
 
 def first_problem(norms: list[float], names: list[str]) -> str:

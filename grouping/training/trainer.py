@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 from grouping.accel.device import make_generator, resolve_device
-from grouping.accel.optim import make_adam
 from grouping.config.schema import RunConfig
 from grouping.data.batches import Prefetcher, iterate_batches, prefetch_depth
 from grouping.engine.assembly import Assembly, assemble, is_resolved
@@ -34,7 +33,7 @@ from grouping.training.batch_step import TrainStep
 from grouping.training.books import LossBook
 from grouping.training.reporting import Reporter, SilentReporter
 from grouping.training.schedule import LrSchedule
-from grouping.training.setup import compiled, prepare_model
+from grouping.training.setup import compiled, make_optimizer, prepare_model, run_splits
 from grouping.training.signals import StopRequest
 from grouping.training.snapshot import restore, snapshot
 from grouping.training.state import TrainState
@@ -68,7 +67,8 @@ class Trainer:
         torch.manual_seed(self.config.seed)
         self.parts: Assembly = assemble(self.config, registry)
         self.model, self.precision = prepare_model(self.parts.model, tc, self.device)
-        self.optimizer = make_adam(self.model.parameters(), tc.lr)
+        self.optimizer = make_optimizer(self.model.parameters(), tc, self.device)
+        self.data = run_splits(self.parts.split, tc, self.device)  # train.data_on_device
         self.schedule = LrSchedule.for_train(tc)  # train.lr_schedule (grouping.training.schedule)
         self.step = self._train_step()
         self.losses = LossBook()  # the losses since the trainer last read them, on the device
@@ -145,7 +145,7 @@ class Trainer:
         or "stop" (a stop request came). Progress goes into ``self.state``, batch by batch."""
         cfg = self.config
         s = self.state
-        split = self.parts.split("train")
+        split = self.data.split("train")
         batch = cfg.train.batch_size
         blocks = len(split) // batch
         if blocks == 0:
@@ -232,12 +232,13 @@ class Trainer:
         scores = score_split(
             self.model,
             self.parts.noise,
-            self.dist.shard_split(self.parts.split(split), samples),
+            self.dist.shard_split(self.data.split(split, samples), samples),
             samples=None,
             batch_size=self.config.eval.batch_size,
             device=self.device,
             generator=generator,
             steps=steps,
+            precision=self.precision,
         )
         return self.dist.gather_scores(scores)
 
