@@ -19,18 +19,22 @@ A single process (no ``WORLD_SIZE``, or 1) takes none of these paths.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from grouping.accel.device import resolve_device
+from grouping.config.loading import read_toml
 from grouping.errors import ConfigError
 from grouping.evaluation.scoring import Scores
 from grouping.plugins.interfaces import Split
@@ -206,7 +210,13 @@ def wrap(model: nn.Module, ctx: Dist, device: torch.device) -> nn.Module:
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids)
+    # buffers outside the state dict (the up-convs' constant sums) are derived, the same on every
+    # rank: broadcasting them before every forward would only cost a collective
+    state = set(model.state_dict())
+    buffers = any(name in state for name, _ in model.named_buffers())
+    newer = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+    sync: dict[str, Any] = {"forward_sync_buffers" if newer else "broadcast_buffers": buffers}
+    return DistributedDataParallel(model, device_ids=ids, **sync)
 
 
 def default_threads(ctx: Dist) -> int:
@@ -237,6 +247,7 @@ def launch(nproc: int, args: list[str], max_restarts: int = 0) -> int:
     ``grouping run --nproc N``, its ``--resume`` and the stage-wise runs. With ``max_restarts``
     torchrun restarts the whole group when a rank dies; the run then resumes from ``last.pt``
     by itself (``train.resume = "auto"``)."""
+    check_gpus(nproc, _device_of(args))
     command = [
         sys.executable,
         "-m",
@@ -261,3 +272,32 @@ def launch_config(
         preset.write_text(config_toml, encoding="utf-8")
         args = ["run", "--preset", str(preset), "--out", str(out), *extra]
         return launch(nproc, args, max_restarts)
+
+
+def check_gpus(nproc: int, device: str) -> None:
+    """Refuse in one line, before torchrun starts anything, more local processes than GPUs for a
+    CUDA run (``train.device`` auto on a GPU machine, cuda, cuda:N): each process takes one."""
+    if device != "auto" and not device.startswith("cuda"):
+        return
+    if resolve_device(device).type != "cuda":  # auto without a GPU: the processes share the CPU
+        return
+    count = torch.cuda.device_count()
+    if nproc > count:
+        raise ConfigError(
+            f"--nproc {nproc} asks for more processes than the {count} GPU(s) here (one each): "
+            f"use --nproc {count}, several seeds per GPU (docs/gpu.md), or --device cpu"
+        )
+
+
+def _device_of(args: list[str]) -> str:
+    """``train.device`` of the run ``grouping ARGS`` starts: from its preset file or the config of
+    the folder it resumes ("auto" where neither says)."""
+    for flag in ("--preset", "--resume"):
+        if flag in args[:-1]:
+            path = Path(args[args.index(flag) + 1])
+            try:
+                data = read_toml(path / "config.toml" if flag == "--resume" else path)
+            except ConfigError:
+                return "auto"
+            return str(data.get("train", {}).get("device", "auto"))
+    return "auto"
