@@ -107,6 +107,56 @@ def test_a_killed_ddp_run_resumes_to_the_uninterrupted_weights(
     assert_same_run(reference, run)
 
 
+def children(pid: int) -> list[int]:
+    """The pids whose parent is ``pid``."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            stat = entry.read_text()  # pid (comm) state ppid ...: comm may hold spaces
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not: init may be slow to reap the orphans)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_a_sigkill_of_the_launcher_alone_ends_torchrun_and_its_workers_and_it_resumes(
+    reference: Path, tmp_path: Path
+) -> None:
+    """The out-of-memory killer or a ``kill -9`` of ``grouping run --nproc 2``: torchrun and both
+    workers (each in a session of its own) end within 30 s, and the run resumes exactly."""
+    run = tmp_path / "run"
+    with open(tmp_path / "stderr", "w") as stderr:  # a pipe nobody reads could block them
+        command = [sys.executable, "-m", "grouping", "run", "--nproc", "2", "--out", str(run)]
+        proc = subprocess.Popen([*command, *SETS], env=env(), stderr=stderr, start_new_session=True)
+    wait_mid_epoch(run, proc)
+    group = [*children(proc.pid), *rank_pids(run, 0), *rank_pids(run, 1)]
+    assert len(group) == 3, group  # torchrun and two workers
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    try:
+        for _ in range(300):  # the issue's bound: 30 s
+            if not any(alive(pid) for pid in group):
+                break
+            time.sleep(0.1)
+        assert not [pid for pid in group if alive(pid)], (tmp_path / "stderr").read_text()
+    finally:
+        for pid in group:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert "interrupted by SIGTERM" in (tmp_path / "stderr").read_text()  # they stopped in order
+    result = grouping("run", "--resume", str(run), "--nproc", "2")
+    assert result.returncode == 0, result.stderr
+    assert_same_run(reference, run)
+
+
 def test_torchrun_restarts_a_group_whose_rank_died_and_it_resumes_by_itself(
     reference: Path, tmp_path: Path
 ) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -22,6 +23,7 @@ import torch
 from grouping import build_config, resume, train
 from grouping.errors import Interrupted
 from grouping.rundir.checkpoint import load_checkpoint
+from grouping.training import threads as thread_probe
 from grouping.training.reporting import SilentReporter
 from grouping.training.state import TrainState
 from grouping.training.threads import ThreadProbe, choice_line, decided
@@ -163,18 +165,71 @@ def test_an_epoch_far_slower_than_the_probe_warns_once_the_probe_is_over() -> No
     state = TrainState(epoch=3, threads=2, thread_rates={1: 400.0, 2: 900.0})
     assert probe.slow_warning(state, 301.0) is None
     assert probe.slow_warning(state, 299.0) == (
-        "epoch 3 trained at 299 img/s, under a third of the 900 img/s that 2 threads had on the "
-        "first batches: the machine is busier than then; set train.threads=1 if other jobs share "
-        "its cores"
+        "epoch 3 trained at 299 img/s, under a third of the 900 img/s that 2 threads had when "
+        "probed: the machine is busier than then; set train.threads=1 if other jobs share its "
+        "cores"
     )
     state.threads = 1
     assert probe.slow_warning(state, 99.0) == (
-        "epoch 3 trained at 99 img/s, under a third of the 400 img/s that 1 thread had on the "
-        "first batches: other jobs share its cores now"
+        "epoch 3 trained at 99 img/s, under a third of the 400 img/s that 1 thread had when "
+        "probed: other jobs share its cores now"
     )
     probe.chosen_in = 3  # the epoch the probe ran in is slowed by its own batches
     assert probe.slow_warning(state, 99.0) is None
     assert probe.slow_warning(TrainState(epoch=3), 1.0) is None  # no probe, no rate
+
+
+def book(probe: ThreadProbe, state: TrainState, seconds: list[float]) -> list[Any]:
+    """Batches of 64 images taking ``seconds`` each on the probe's fake clock: per batch, (thread
+    count it ran with, line returned)."""
+    seen = []
+    for s in seconds:
+        ran_with = torch.get_num_threads()
+        probe.clock.now += s  # type: ignore[attr-defined]
+        seen.append((ran_with, probe.batch_done(64, state)))
+    return seen
+
+
+def test_a_window_under_a_third_of_the_probed_rate_probes_again_and_switches() -> None:
+    # the first probe keeps 2 threads at 256 img/s (one thread: 128)
+    probe, state, _ = probe_with([2.0, 0.5, 0.5, 0.5, 0.25, 0.25])
+    assert state.threads == 2 and not probe.active
+    # a batch untimed after the choice, then 8 at 256 img/s (one 2 s window) and 3 at 96 img/s:
+    # slower, not under a third, nothing changes
+    assert book(probe, state, [0.25] * 9 + [2 / 3] * 3) == [(2, None)] * 12
+    # other jobs start: 3 batches at 64 img/s (under a third of 256) end a window: probe again
+    assert book(probe, state, [1.0] * 3) == [(2, None)] * 3
+    assert probe.active and torch.get_num_threads() == 1
+    # one untimed and three timed batches with one thread (128 img/s), then 2 threads crawl
+    seen = book(probe, state, [0.5] * 4 + [4.0, 0.5])
+    assert [n for n, _ in seen] == [1, 1, 1, 1, 2, 1]
+    assert seen[4][1] == (
+        "threads: 1 (128 img/s) beat 2 (16 img/s) when probed again (training had slowed to 64 "
+        "from 256); set train.threads to fix it"
+    )
+    assert (state.threads, state.thread_rates) == (1, {1: 128.0, 2: 16.0})
+    assert not probe.active and probe.slowed is None
+    # one thread slower still is kept: fewer is not possible, and more would crawl
+    assert book(probe, state, [4.0] * 6) == [(1, None)] * 6 and not probe.active
+
+
+def test_a_resumed_run_watches_its_rate_against_the_checkpoint() -> None:
+    torch.set_num_threads(2)
+    probe = ThreadProbe(2, clock=Clock())
+    state = TrainState(threads=2, thread_rates={1: 128.0, 2: 256.0})
+    probe.resume(state)
+    assert not probe.active and torch.get_num_threads() == 2
+    # the first batch after the resume is not timed (it pays the set-up); then a slow window
+    assert book(probe, state, [30.0, 1.0, 1.0]) == [(2, None)] * 3 and not probe.active
+    book(probe, state, [1.0])
+    assert probe.active and torch.get_num_threads() == 1
+    assert probe.slow_warning(state, 10.0) is None  # a probe is running: it says what it finds
+
+
+def test_an_inactive_probe_never_watches() -> None:
+    probe, state = ThreadProbe(clock=Clock()), TrainState(threads=2, thread_rates={2: 900.0})
+    torch.set_num_threads(2)
+    assert book(probe, state, [10.0] * 10) == [(2, None)] * 10 and not probe.active
 
 
 class Lines(SilentReporter):
@@ -237,11 +292,41 @@ HOG = textwrap.dedent(
     torch.set_num_threads(1)
     a, w = torch.rand(64, 256), torch.rand(256, 256)
     print("ready", flush=True)
-    end = time.monotonic() + 60  # stops by itself should the test not
+    end = time.monotonic() + 300  # stops by itself should the test not
     while time.monotonic() < end:
         torch.tanh(a @ w)
     """
 )
+
+
+class Hogs:
+    """Two single-thread torch jobs from :meth:`start` until the test ends."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def start(self) -> None:
+        self.procs = [
+            subprocess.Popen([sys.executable, "-c", HOG], stdout=subprocess.PIPE, text=True)
+            for _ in range(2)
+        ]
+        for hog in self.procs:
+            assert hog.stdout is not None and hog.stdout.readline().strip() == "ready"
+
+    def stop(self) -> None:
+        for hog in self.procs:
+            hog.kill()
+            hog.wait()
+
+
+@pytest.fixture
+def hogs() -> Iterator[Hogs]:
+    jobs = Hogs()
+    try:
+        yield jobs
+    finally:
+        jobs.stop()
+
 
 LOADED = [
     "dataset.train_size=1024",
@@ -255,29 +340,86 @@ LOADED = [
 
 
 def test_beside_two_single_thread_jobs_the_default_trains_like_one_thread(
-    tmp_path: Path,
+    tmp_path: Path, hogs: Hogs
 ) -> None:
     """The quickstart (fc, static shapes, batch 64) at a small size beside two single-thread torch
     jobs: the second epoch (after the probe) of a run without ``train.threads`` trains within 1.5x
     of one with ``train.threads=1``. Before the probe, all cores trained 4 to 70 times slower."""
     torch.set_num_threads(len(os.sched_getaffinity(0)))
-    hogs = [
-        subprocess.Popen([sys.executable, "-c", HOG], stdout=subprocess.PIPE, text=True)
-        for _ in range(2)
-    ]
-    try:
-        for hog in hogs:
-            assert hog.stdout is not None and hog.stdout.readline().strip() == "ready"
-        rates = {}
-        for name, extra in (("default", []), ("one", ["train.threads=1"])):
-            config = build_config("quickstart", assignments=[*LOADED, *extra])
-            run = train(config, tmp_path / name)
-            rates[name] = epoch_rate(run.path, 2)
-    finally:
-        for hog in hogs:
-            hog.kill()
-            hog.wait()
+    hogs.start()
+    rates = {}
+    for name, extra in (("default", []), ("one", ["train.threads=1"])):
+        config = build_config("quickstart", assignments=[*LOADED, *extra])
+        run = train(config, tmp_path / name)
+        rates[name] = epoch_rate(run.path, 2)
     assert rates["default"] * 1.5 >= rates["one"], rates
+
+
+class LoadAfter(Lines):
+    """Starts the jobs when the first epoch ends."""
+
+    def __init__(self, jobs: Hogs) -> None:
+        super().__init__()
+        self.jobs, self.epoch = jobs, 0
+        self.chose_in: list[int] = []  # the epochs in which a probe chose
+
+    def epoch_start(self, epoch: int, batches: int) -> None:
+        self.epoch = epoch
+
+    def message(self, text: str) -> None:
+        super().message(text)
+        if text.startswith("threads: "):
+            self.chose_in.append(self.epoch)
+
+    def epoch_end(self, record: dict[str, Any]) -> None:
+        if record["epoch"] == 1:
+            self.jobs.start()
+
+
+def test_jobs_started_after_the_first_epoch_switch_the_run_to_the_one_thread_rate(
+    tmp_path: Path, hogs: Hogs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The issue's run: started idle, two single-thread torch jobs start after its first epoch; the
+    watch sees the rate fall under a third of the probed one, probes again and switches, and the
+    epochs after the switch train within 1.5x of a run with ``train.threads=1`` beside the same
+    jobs. The ratio is printed (docs/performance.md records it).
+
+    "Started idle" is what the first probe records: all cores kept, at ``MARGIN`` times one
+    thread's rate (what they must reach to be kept), whatever this machine's load is now. On a
+    machine that is busy already, all cores crawl before the jobs start and the switch comes in
+    epoch 1; the comparison is over the epochs after the switch either way."""
+    cores = len(os.sched_getaffinity(0))
+    if cores < 2:
+        pytest.skip("one core: there is no thread count to switch")
+    real, verdicts = thread_probe.decided, list[bool]()
+
+    def idle_first(one: list[float], more: list[float]) -> bool | None:
+        verdict = real(one, more)
+        if verdict is not None and not verdicts:  # the first probe, as on an idle machine
+            verdict, more[:] = True, [thread_probe.MARGIN * statistics.median(one)] * len(more)
+        if verdict is not None:
+            verdicts.append(verdict)
+        return verdict
+
+    monkeypatch.setattr(thread_probe, "decided", idle_first)
+    torch.set_num_threads(cores)
+    reporter = LoadAfter(hogs)
+    epochs = [*LOADED, "dataset.train_size=512", "train.epochs=4"]
+    adapted = train(build_config("quickstart", assignments=epochs), tmp_path / "adapted", reporter)
+    chose = [line for line in reporter.lines if line.startswith("threads: ")]
+    assert len(chose) >= 2 and "when probed again" in chose[1], reporter.lines
+    switch = reporter.chose_in[1]
+    assert switch <= 3, reporter.lines
+    one_config = build_config("quickstart", assignments=[*epochs, "train.threads=1"])
+    one = train(one_config, tmp_path / "one")
+    after = range(switch + 1, 5)  # the epochs after the switch
+    ratio = sum(epoch_rate(one.path, e) for e in after) / sum(
+        epoch_rate(adapted.path, e) for e in after
+    )
+    print(
+        f"\n{chose[1:]} (epoch {switch})\nepochs {list(after)}: threads=1 / adapted = {ratio:.2f}"
+    )
+    assert ratio <= 1.5
 
 
 def epoch_rate(run: Path, epoch: int) -> float:

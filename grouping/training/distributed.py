@@ -11,7 +11,9 @@ broadcasts rank 0's weights), and
 * each rank draws its own noise and gamma^(0) (rank 0 keeps the run's seed);
 * training loss and image counts are reduced as sums and counts; validation and test split their
   samples across ranks and gather the per-image scores (:meth:`Dist.gather_scores`);
-* only rank 0 writes the run folder, checkpoints, logs and the progress bar.
+* only rank 0 writes the run folder, checkpoints, logs and the progress bar;
+* each worker ends with the torchrun that started it, and that torchrun with the ``grouping run
+  --nproc`` launcher, however they end (:mod:`grouping.training.orphans`).
 
 A single process (no ``WORLD_SIZE``, or 1) takes none of these paths.
 """
@@ -22,7 +24,6 @@ import contextlib
 import inspect
 import os
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from grouping.config.loading import read_toml
 from grouping.errors import ConfigError
 from grouping.evaluation.scoring import Scores
 from grouping.plugins.interfaces import Split
+from grouping.training import orphans
 
 
 def env_rank() -> int:
@@ -178,6 +180,7 @@ def setup(device: torch.device) -> tuple[Dist, torch.device]:
     world = env_world()
     if world <= 1:
         return Dist(), device
+    orphans.worker_ends_with_torchrun()  # a worker never outlives its launcher (orphans.py)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
     if device.type == "cuda":
@@ -248,17 +251,9 @@ def launch(nproc: int, args: list[str], max_restarts: int = 0) -> int:
     torchrun restarts the whole group when a rank dies; the run then resumes from ``last.pt``
     by itself (``train.resume = "auto"``)."""
     check_gpus(nproc, _device_of(args))
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc-per-node={nproc}",
-        f"--max-restarts={max_restarts}",
-        "-m",
-        "grouping",
-        *args,
-    ]
+    torchrun = ["--standalone", f"--nproc-per-node={nproc}", f"--max-restarts={max_restarts}"]
+    # torchrun and its workers end when this process ends, a SIGKILL included (orphans.py)
+    command = orphans.torchrun_command([*torchrun, "-m", "grouping", *args])
     return subprocess.call(command)
 
 
