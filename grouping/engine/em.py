@@ -85,7 +85,9 @@ def step_loss(
     intra is -log P(x | psi_k), inter is KL(prior || P(. | psi_k)); summed over pixels, channels
     and K (and over steps, when psi and gamma hold several), averaged over the batch (spec 3.1, 3.2).
     """
-    return per_step_loss(likelihood, target, psi, gamma, inter_weight).sum() / psi.shape[0]
+    intra = (gamma * likelihood.intra(target, psi)).sum()
+    inter = ((1.0 - gamma) * likelihood.inter(psi)).sum()
+    return (intra + inter_weight * inter) / psi.shape[0]
 
 
 def per_step_loss(
@@ -245,10 +247,11 @@ class NeuralEM(nn.Module):
         first, last = scored[0], scored[-1]
         contiguous = last - first + 1 == len(scored)
         target = (targets[:, first : last + 1] if contiguous else targets[:, scored]).unsqueeze(2)
-        per_pixel = per_step_loss(self.likelihood, target, psi, gamma, self.inter_weight)
         w = [weights[t] for t in scored]
-        if len(set(w)) == 1:  # equal weights: one scalar factor
-            return per_pixel.sum() * (w[0] / psi.shape[0])
+        if len(set(w)) == 1:  # equal weights: one scalar factor (none for the usual 1)
+            loss = step_loss(self.likelihood, target, psi, gamma, self.inter_weight)
+            return loss if w[0] == 1.0 else w[0] * loss
+        per_pixel = per_step_loss(self.likelihood, target, psi, gamma, self.inter_weight)
         per_step = per_pixel.flatten(2).sum(dim=(0, 2))  # (T',)
         return (per_step * per_step.new_tensor(w)).sum() / psi.shape[0]
 
