@@ -59,7 +59,7 @@ CONFIG_CASES: list[tuple[str, list[str], str]] = [
     (
         "precision",
         ["--set", "train.precision=fp8"],
-        "train.precision: Input should be 'auto', 'fp32' or 'bf16'",
+        "train.precision: Input should be 'auto', 'fp32', 'tf32' or 'bf16'",
     ),
     ("on_nonfinite", ["--set", "train.on_nonfinite=ignore"], "Input should be 'stop' or 'skip'"),
     ("step weights count", ["--set", "model.loss_step_weights=[1.0]"], "has 1 entries but steps"),

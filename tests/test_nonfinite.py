@@ -27,17 +27,19 @@ SET_TINY = [arg for item in TINY for arg in ("--set", item)]
 
 
 class NanAt(Noise):
-    """The clean input, except that call number ``at`` returns NaN everywhere.
+    """The clean input, except that training batch number ``at`` returns NaN everywhere.
 
-    Call 1 is the contract check when the run is assembled (``grouping.engine.contracts``); then
-    with TINY (4 training batches and 1 validation batch per epoch), call 8 is epoch 2, batch 2.
+    Only training batches count (TINY's 32 samples): the contract check when the run is assembled
+    (``grouping.engine.contracts``) draws on 2 samples, and validation draws per sample
+    (``grouping.evaluation.scoring.per_sample_draws``). With TINY's 4 training batches per epoch,
+    batch 6 is epoch 2, batch 2.
     """
 
     name = "nan-at"
-    description = "test noise: NaN inputs on one call"
+    description = "test noise: NaN inputs on one training batch"
 
     class Config(PluginConfig):
-        at: int = 8  # 1 contract check + 5 calls in epoch 1 + batches 1 and 2 of epoch 2
+        at: int = 6
 
     config: Config
 
@@ -46,8 +48,14 @@ class NanAt(Noise):
         self.calls = 0
 
     def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        if x.shape[0] < TRAINING_BATCH:
+            return x.clone()
         self.calls += 1
         return x * float("nan") if self.calls == self.config.at else x.clone()
+
+
+#: TINY's train.batch_size: the batches NanAt counts.
+TRAINING_BATCH = 32
 
 
 class NanBackward(torch.autograd.Function):

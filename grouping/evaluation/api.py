@@ -106,6 +106,7 @@ def _score(run: LoadedRun, data: Split, on_progress: OnProgress | None) -> Score
         batch_size=run.config.eval.batch_size,
         device=device,
         generator=make_generator(device, run.config.seed + 1),
+        precision=run.precision,  # as the run's own test scored it
     )
     if on_progress is not None:
         on_progress(n, n)

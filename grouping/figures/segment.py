@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from grouping.accel.device import make_generator
+from grouping.accel.precision import matmul_context
 from grouping.data.batches import frames_for
 from grouping.errors import ConfigError, GroupingError, RunDirError
 from grouping.evaluation.scoring import per_sample_draws, sample_base
@@ -140,7 +141,8 @@ class Segmenter:
         noise = self.run.noise if self.noise else None
         inputs, gamma0 = per_sample_draws(self.model, noise, features, base, start)
         weights = [0.0] * (steps - 1) + [1.0]
-        out = self.model(inputs, features, steps=steps, weights=weights, gamma=gamma0)
+        with matmul_context(self.device, self.run.precision):  # as evaluation scores
+            out = self.model(inputs, features, steps=steps, weights=weights, gamma=gamma0)
         gamma = out.gamma[:, 1:, ..., 0].float().cpu().numpy()
         return gamma, out.psi.float().cpu().numpy()
 

@@ -19,6 +19,7 @@ from torch import nn
 
 from grouping.accel.cpu_linear import use_cpu_matmul
 from grouping.accel.device import resolve_device
+from grouping.accel.precision import Precision, install_fp32_outputs, resolve_precision
 from grouping.config.loading import build_config
 from grouping.config.schema import RunConfig
 from grouping.engine.assembly import build_dataset, build_model, build_noise, resolve
@@ -51,6 +52,8 @@ class LoadedRun:
     checkpoint: Path
     epoch: int
     trained_config: dict[str, Any]
+    #: the matmul precision the run trained in on this device: scores and figures use it too
+    precision: Precision = "fp32"
 
 
 def load_trained(
@@ -91,10 +94,13 @@ def load_trained(
     check_model(model, noise, dataset.image_shape)  # the contracts, once, with this K
     model = model.to(target)
     use_cpu_matmul(model, config.train.cpu_matmul, target)  # the kernel the run trained with
+    precision = resolve_precision(config.train.precision, target)
+    if precision == "bf16":
+        install_fp32_outputs(model)  # as training prepared it (grouping.training.setup)
     load_weights(model, payload, path, config.network.name)
     model.eval()
     epoch = int(payload.get("train_state", {}).get("epoch", 0))
-    return LoadedRun(run.path, config, dataset, model, noise, path, epoch, trained)
+    return LoadedRun(run.path, config, dataset, model, noise, path, epoch, trained, precision)
 
 
 def checkpoint_path(run: RunDir, checkpoint: Checkpoint, tested: str = "best") -> Path:
