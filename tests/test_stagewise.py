@@ -154,6 +154,27 @@ def test_two_stages_chain_their_checkpoints(tmp_path: Path) -> None:
     assert str(second) in init_from(model, optimizer, out, torch.device("cpu"))
 
 
+def test_resume_of_a_stagewise_root_keeps_finished_stages_and_resumes_the_stopped_one(
+    tmp_path: Path,
+) -> None:
+    """A run stopped inside its second stage: ``--resume ROOT`` keeps stage 1 and resumes stage 2
+    from its ``last.pt`` (the plan itself has no ``last.pt``)."""
+    config = build_config("flying-mnist-stagewise", assignments=[*MNIST_TINY, "network.name=fc"])
+    config = config.model_copy(update={"stages": config.stages[:2]})
+    out = tmp_path / "stages"
+    train(config, out)
+    second = out / "2-pool-500"
+    first_summary = (out / "1-pool-20" / "summary.json").read_text()
+    expected = json.loads((second / "summary.json").read_text())["test"]
+    for finished in (second / "summary.json", out / "summary.json"):
+        finished.unlink()  # as if stopped after its last epoch, before the test
+    result = invoke("run", "--resume", str(out))
+    assert result.exit_code == 0, result.output
+    assert (out / "1-pool-20" / "summary.json").read_text() == first_summary  # kept, not retrained
+    assert json.loads((second / "summary.json").read_text())["test"] == expected
+    assert (out / "summary.json").is_file()
+
+
 def test_a_stage_that_tests_its_last_model_hands_that_one_on(tmp_path: Path) -> None:
     """A curriculum over the unroll (flying-shapes-3-cpu): T = 2, then T = 3, each stage testing
     and handing on its last model, since its validation loss does not track the grouping."""

@@ -23,6 +23,7 @@ from grouping.training import distributed
 from grouping.training.api import train
 from grouping.training.resume import prepare_resume
 from grouping.training.run import RunResult
+from grouping.training.stages import is_stagewise_root, resume_stages
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -191,6 +192,11 @@ def _resume(
     tensorboard: bool,
     as_json: bool,
 ) -> None:
+    if is_stagewise_root(folder):  # the plan's stages: finished ones kept, the stopped one resumed
+        with ProgressReporter(console(stderr=True), 1) as reporter:
+            result = resume_stages(folder, reporter, tensorboard=tensorboard)
+        _print_result(result, as_json, reporter.unit)
+        return
     job = prepare_resume(folder, overrides, assignments)
     with ProgressReporter(console(stderr=True), job.config.train.epochs) as reporter:
         result = job.run(reporter, tensorboard=tensorboard)

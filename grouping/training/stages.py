@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from grouping.config.loading import merge
+from grouping.config.loading import merge, read_toml
 from grouping.config.schema import RunConfig, validate
 from grouping.engine.assembly import resolve
 from grouping.errors import ConfigError, RunDirError
@@ -130,7 +130,7 @@ def _create_root(root: Path, config: RunConfig, reuse: bool = False) -> None:
     """The stage-wise run's own folder: refused if it holds anything, never overwritten; with
     ``reuse`` a folder that holds this very plan is taken up again."""
     plan = root / CONFIG
-    if reuse and plan.is_file() and plan.read_text(encoding="utf-8") == config.to_toml():
+    if reuse and plan.is_file() and plan.read_text(encoding="utf-8") in _plans(config):
         return
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise RunDirError(f"--out {root} exists and is not an empty folder; choose a new folder")
@@ -139,3 +139,33 @@ def _create_root(root: Path, config: RunConfig, reuse: bool = False) -> None:
         (root / CONFIG).write_text(config.to_toml(), encoding="utf-8")
     except OSError as exc:
         raise RunDirError(f"cannot write the run folder {root}: {exc.strerror}") from None
+
+
+def _plans(config: RunConfig) -> tuple[str, ...]:
+    """The texts a root's ``config.toml`` may hold for this plan: as given, and as first written
+    (``grouping run --resume`` continues a plan with ``train.resume = "auto"`` set)."""
+    first = config.train.model_copy(update={"resume": "never"})
+    return config.to_toml(), config.model_copy(update={"train": first}).to_toml()
+
+
+def is_stagewise_root(folder: Path) -> bool:
+    """Whether ``folder`` is the root of a stage-wise run (its plan names stages)."""
+    plan = folder / CONFIG
+    if not plan.is_file() or (folder / "checkpoints").exists():
+        return False
+    return bool(read_toml(plan).get("stages"))
+
+
+def resume_stages(
+    folder: Path,
+    reporter: Reporter | None = None,
+    registry: Registry | None = None,
+    tensorboard: bool = False,
+) -> RunResult:
+    """Continue a stage-wise run: finished stages are kept, the stage that was stopped resumes
+    from its ``last.pt`` (or starts again if it had none), and the rest follow."""
+    if (folder / SUMMARY).is_file():
+        raise RunDirError(f"run {folder} has already ended; nothing to resume")
+    config = validate(read_toml(folder / CONFIG))
+    config = config.model_copy(update={"train": config.train.model_copy(update={"resume": "auto"})})
+    return train_stages(config, folder, reporter, registry, tensorboard=tensorboard)
