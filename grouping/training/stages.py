@@ -23,7 +23,7 @@ from typing import Any
 from grouping.config.loading import merge, read_toml
 from grouping.config.schema import RunConfig, validate
 from grouping.engine.assembly import resolve
-from grouping.errors import ConfigError, RunDirError
+from grouping.errors import ConfigError, GroupingError, RunDirError
 from grouping.plugins.registry import Registry
 from grouping.rundir.folder import CONFIG, SUMMARY, RunDir
 from grouping.training import distributed
@@ -130,7 +130,7 @@ def _create_root(root: Path, config: RunConfig, reuse: bool = False) -> None:
     """The stage-wise run's own folder: refused if it holds anything, never overwritten; with
     ``reuse`` a folder that holds this very plan is taken up again."""
     plan = root / CONFIG
-    if reuse and plan.is_file() and plan.read_text(encoding="utf-8") in _plans(config):
+    if reuse and plan.is_file() and _same_plan(plan, config):
         return
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise RunDirError(f"--out {root} exists and is not an empty folder; choose a new folder")
@@ -141,11 +141,16 @@ def _create_root(root: Path, config: RunConfig, reuse: bool = False) -> None:
         raise RunDirError(f"cannot write the run folder {root}: {exc.strerror}") from None
 
 
-def _plans(config: RunConfig) -> tuple[str, ...]:
-    """The texts a root's ``config.toml`` may hold for this plan: as given, and as first written
-    (``grouping run --resume`` continues a plan with ``train.resume = "auto"`` set)."""
-    first = config.train.model_copy(update={"resume": "never"})
-    return config.to_toml(), config.model_copy(update={"train": first}).to_toml()
+def _same_plan(plan: Path, config: RunConfig) -> bool:
+    """Whether the root's ``config.toml`` holds this plan, whatever ``train.resume`` says and
+    whichever version wrote it (read back, it is validated with today's defaults)."""
+    try:  # compared resolved: the root may hold the plan with its plugins' options filled in
+        stored = resolve(validate(read_toml(plan))).model_dump(mode="json")
+        given = resolve(config).model_dump(mode="json")
+    except GroupingError:
+        return False
+    stored["train"]["resume"] = given["train"]["resume"]
+    return bool(stored == given)
 
 
 def is_stagewise_root(folder: Path) -> bool:
