@@ -70,3 +70,14 @@ def test_a_format_2_run_starts_a_new_one_with_all_its_optimizer_state(tmp_path: 
     assert result.exit_code == 0, result.output
     total = sum(1 for _ in load_trained(source, "last", "cpu").model.parameters())
     assert f"optimizer state for {total} of {total} parameter tensors" in result.output
+
+
+def test_a_format_2_run_resumes_although_options_were_added_since(tmp_path: Path) -> None:
+    """Its saved config lacks today's newer train options (lr_schedule, data_on_device, ...) and
+    spells compile as a boolean: read with today's schema, it is the same config."""
+    run = tmp_path / "old"
+    shutil.copytree(OLD_RUN, run)
+    (run / "summary.json").unlink()  # as if stopped after its last epoch, before the test
+    result = CliRunner().invoke(cli, ["run", "--resume", str(run), "--set", "train.threads=1"])
+    assert result.exit_code == 0, result.output
+    assert (run / "summary.json").is_file()

@@ -17,7 +17,7 @@ from typing import Any
 from grouping.config.loading import assignments_to_dict, merge, read_toml
 from grouping.config.schema import RunConfig, validate
 from grouping.engine.assembly import resolve
-from grouping.errors import RunDirError
+from grouping.errors import GroupingError, RunDirError
 from grouping.plugins.registry import Registry
 from grouping.rundir.checkpoint import load_checkpoint
 from grouping.rundir.folder import SUMMARY, RunDir
@@ -111,12 +111,25 @@ def check_same_config(config: RunConfig, checkpoint: dict[str, Any], where: Path
     if config.digest() == checkpoint.get("config_hash"):
         return
     saved = checkpoint.get("config")
-    keys = _differences(saved, config.model_dump(mode="json")) if isinstance(saved, dict) else []
+    keys = _changed_since(saved, config) if isinstance(saved, dict) else []
+    if isinstance(saved, dict) and not keys:
+        return  # saved by an older version: only options added since (at their defaults) differ
     shown = ", ".join(keys[:8]) + (" ..." if len(keys) > 8 else "") if keys else "unknown keys"
     raise RunDirError(
         f"the config differs from the one {where} was trained with ({shown}); a resumed run "
         "keeps its config: drop the changed options, or start a new run"
     )
+
+
+def _changed_since(saved: dict[str, Any], config: RunConfig) -> list[str]:
+    """The keys where ``config`` differs from a checkpoint's saved config read with today's
+    schema: options added since take their defaults there, and old spellings (``compile =
+    false``) read as today's, so a run saved by an older version resumes."""
+    try:
+        then = resolve(validate(saved))
+    except GroupingError:
+        return ["config"]
+    return _differences(then.model_dump(mode="json"), config.model_dump(mode="json"))
 
 
 def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
