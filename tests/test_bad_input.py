@@ -14,6 +14,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from grouping_plugins.bernoulli import BernoulliLikelihood
+from grouping_plugins.fc import FCNetwork
 from grouping_plugins.noise import BitflipNoise
 from grouping_plugins.rnn_em import RNNEM
 from grouping_plugins.shapes import ShapesDataset
@@ -270,6 +271,14 @@ class BadShape(ShapesDataset):
         return (28, 28)  # type: ignore[return-value]
 
 
+class NarrowDecoder(FCNetwork):
+    name = "narrow-decoder"
+    description = "decodes one column too few"
+
+    def decode(self, h: Tensor) -> Tensor:
+        return super().decode(h)[:, :, :-1]
+
+
 def _register_raises(register: Any) -> None:
     raise RuntimeError("import of an optional dependency failed")
 
@@ -284,6 +293,7 @@ BROKEN = {
         WrongState,
     ],
     "register_likelihoods": [ShortLikelihood],
+    "register_networks": [NarrowDecoder],
     "register_noises": [ShapeNoise],
     "register_datasets": [SmallFrames, NoSplit, MissingFile, TenSamples, BadShape],
 }
@@ -303,6 +313,8 @@ PLUGIN_CASES: list[tuple[str, list[str], str]] = [
      "updater 'not-a-tuple' returned Tensor from forward; expected a tuple (psi, state)"),
     ("updater state shape", ["--updater", "wrong-state"],
      "updater 'wrong-state' returned a state of shape (1, 3, 16); expected the initial state's shape = (2, 3, 16)"),
+    ("network decode shape, blamed on the network", ["--network", "narrow-decoder"],
+     "network 'narrow-decoder' returned a decoding of shape (6, 28, 27, 1); expected (N, H, W, C) = (6, 28, 28, 1)"),
     ("likelihood shape", ["--likelihood", "short-likelihood"],
      "likelihood 'short-likelihood' returned probabilities of shape (2, 3, 28, 1, 1); expected (B, K, H, W, 1) = (2, 3, 28, 28, 1)"),
     ("noise shape", ["--set", "noise.name=shape-noise"],
