@@ -80,7 +80,8 @@ def test_test_checkpoint_last_tests_the_model_training_left(
     out = tmp_path / "run"
     result = train(tiny_config("train.epochs=2", "train.test_checkpoint=last"), out)
     last = grouping.evaluate(out, checkpoint="last")
-    # the same model and data: the same groupings; the loss may differ in the last float bits, since
-    # bf16 products (auto on an AVX-512 BF16 CPU) sum in an order that depends on the threads
-    assert result.test["ami"] == last["ami"]
+    # the same model and data: the same loss, to the last float bits, which the products' order
+    # (it depends on the thread count) may change; the groupings of this barely trained model sit
+    # near ties, so a few pixels may flip and its AMI (near 0) is compared to a small tolerance
     assert result.test["loss"] == pytest.approx(last["loss"], rel=1e-5)
+    assert result.test["ami"] == pytest.approx(last["ami"], abs=2e-3)
