@@ -57,8 +57,7 @@ def load_preset(preset: str) -> dict[str, Any]:
     """A preset by name (shipped in ``grouping/presets``) or by path to a TOML file."""
     path = Path(preset)
     if is_preset_file(preset):
-        data = read_toml(path)
-        data = _built_on(data)
+        data = extended(_built_on(read_toml(path)))
         data.setdefault("preset", path.stem if path.name != "config.toml" else str(path.parent))
         return data
     if preset not in preset_names():
@@ -72,12 +71,13 @@ def load_preset(preset: str) -> dict[str, Any]:
 
 
 def extended(data: dict[str, Any]) -> dict[str, Any]:
-    """A shipped preset that says ``extends = "other"`` is that preset with its own values over it;
-    a plugin section that names another plugin replaces the base's section (and its options)."""
+    """A preset that says ``extends = "other"`` is that preset with its own values over it; a
+    plugin section that names another plugin replaces the base's section (and its options)."""
     base_name = data.pop("extends", None)
     if base_name is None:
         return data
     base = load_preset(str(base_name))
+    base.pop("preset", None)  # the preset is the one that extends
     for section, values in data.items():
         old = base.get(section)
         if (
@@ -91,13 +91,12 @@ def extended(data: dict[str, Any]) -> dict[str, Any]:
 
 def _built_on(data: dict[str, Any]) -> dict[str, Any]:
     """A preset file that names a shipped preset (``preset = "quickstart"``) and leaves a plugin
-    unnamed builds on it: the shipped preset, with the file's values over it. A complete config
-    (a run's ``config.toml``) is taken as it is."""
+    unnamed extends it. A complete config (a run's ``config.toml``) is taken as it is."""
     base = data.get("preset")
     named = all(isinstance(data.get(k), dict) and "name" in data[k] for k in NAMED_SECTIONS)
     if named or not isinstance(base, str) or base not in preset_names():
         return data
-    return {k: v for k, v in merge(load_preset(base), data).items() if k != "preset"}
+    return {**{k: v for k, v in data.items() if k != "preset"}, "extends": base}
 
 
 def parse_value(text: str) -> Any:

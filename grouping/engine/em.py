@@ -217,11 +217,12 @@ class NeuralEM(nn.Module):
         if targets.shape[1] < steps + 1:
             raise ValueError(f"{steps} EM steps need {steps + 1} frames, got {targets.shape[1]}")
         psi, gamma, state = self.start(targets, generator, gamma)
-        step = self._recomputed_step if self.checkpoint_steps and torch.is_grad_enabled() else None
+        recompute = self.checkpoint_steps and torch.is_grad_enabled()
+        step = self._recomputed_step if recompute else self.em_step
         psis, gammas = [], [gamma]
         with self.updater.network.unrolled():
             for t in range(steps):
-                psi, state, gamma = (step or self.em_step)(
+                psi, state, gamma = step(
                     inputs[:, t, None], targets[:, t + 1, None], psi, gamma, state
                 )
                 psis.append(psi)

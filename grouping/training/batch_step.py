@@ -76,13 +76,3 @@ class TrainStep:
         elif not bool(bad):  # pragma: no cover - torch without a fused Adam for this device
             self.optimizer.step()
         return norms[0], norms  # not ``loss``: a CUDA graph's next replay overwrites it
-
-
-def first_problem(norms: list[float], names: list[str]) -> str:
-    """What was not finite in a step, from its ``norms`` row: the loss, or the first gradient."""
-    if not all(v == v and abs(v) != float("inf") for v in norms[:1]):
-        return f"the loss is {norms[0]}"
-    for name, value in zip(names, norms[1:]):
-        if not (value == value and abs(value) != float("inf")):
-            return f"the gradient of {name} is not finite"
-    return "a gradient is not finite"

@@ -14,7 +14,6 @@ import math
 import torch
 from torch import Tensor
 
-from grouping.training.batch_step import first_problem
 from grouping.training.state import TrainState
 
 #: Batches between two reads of the losses.
@@ -56,3 +55,13 @@ class LossBook:
         if booked:
             self.last_loss = sum(booked) / len(booked)
         return None
+
+
+def first_problem(norms: list[float], names: list[str]) -> str:
+    """What was not finite in a step, from its ``norms`` row: the loss, or the first gradient."""
+    if not math.isfinite(norms[0]):
+        return f"the loss is {norms[0]}"
+    for name, value in zip(names, norms[1:]):
+        if not math.isfinite(value):
+            return f"the gradient of {name} is not finite"
+    return "a gradient is not finite"

@@ -72,7 +72,6 @@ class Trainer:
         self.schedule = LrSchedule.for_train(tc)  # train.lr_schedule (grouping.training.schedule)
         self.step = self._train_step()
         self.losses = LossBook()  # the losses since the trainer last read them, on the device
-        self._blocks = 0  # batches in the epoch in progress, for messages
         self.generator = make_generator(self.device, self.dist.seed_for(self.config.seed))
         self.order_rng = np.random.default_rng([self.config.seed, 7])
         self.state = TrainState()
@@ -159,7 +158,6 @@ class Trainer:
         order = self.dist.shard_order(order, batch)
         local = batch // self.dist.world
         self.reporter.epoch_start(s.epoch + 1, blocks)
-        self._blocks = blocks
         self.model.train()
         start = time.perf_counter()
         self.threads.start()
@@ -172,7 +170,7 @@ class Trainer:
             ):
                 self.schedule.apply(self.optimizer, s)  # the rate for this batch, from the state
                 _, norms = self.step(features, self.generator)  # noise, forward, backward, Adam
-                self._count_batch(norms, features.shape[0], blocks)
+                self._count_batch(norms, features.shape[0])
                 late = deadline is not None and time.perf_counter() > deadline
                 due, stop, late = self.dist.any_of(
                     [self._checkpoint_due(), self.stop.requested, late], self.device
@@ -189,7 +187,7 @@ class Trainer:
             self.read_losses()
         return outcome
 
-    def _count_batch(self, norms: torch.Tensor, images: int, blocks: int) -> None:
+    def _count_batch(self, norms: torch.Tensor, images: int) -> None:
         """Book one trained batch; its loss is read with the others at the logging interval."""
         s = self.state
         s.batch += 1
@@ -210,7 +208,8 @@ class Trainer:
         if problem is not None:
             batch, what = problem
             last = self.rundir.last if self.rundir.last.is_file() else None
-            message = self.state.nonfinite_message(what, self._blocks, last, batch)
+            blocks = len(self.state.epoch_order)  # the batches of the epoch in progress
+            message = self.state.nonfinite_message(what, blocks, last, batch)
             raise NonFiniteError(message, self.rundir.path)
 
     def _checkpoint_due(self) -> bool:
