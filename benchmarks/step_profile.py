@@ -50,7 +50,7 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from grouping.data.batches import Prefetcher, iterate_batches
-from grouping.plugins.interfaces import Noise, Split
+from grouping.plugin_api.interfaces import Noise, Split
 from grouping.training.batch_step import TrainStep
 
 #: The breakdown's keys, in table order, and what each holds.

@@ -76,8 +76,8 @@ from grouping.accel.optim import make_adam
 from grouping.accel.precision import Precision, install_fp32_outputs, resolve_precision
 from grouping.data.batches import Prefetcher, iterate_batches
 from grouping.engine.em import NeuralEM
-from grouping.plugins.interfaces import ArraySplit, Likelihood, NetworkSpec, Noise
-from grouping.plugins.registry import get_registry
+from grouping.plugin_api.interfaces import ArraySplit, Likelihood, NetworkSpec, Noise
+from grouping.plugin_api.registry import get_registry
 from grouping.training.batch_step import TrainStep
 from grouping.training.setup import compiled
 

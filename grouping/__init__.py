@@ -23,7 +23,7 @@ from grouping.evaluation.api import evaluate
 from grouping.figures.curves import plot
 from grouping.figures.groupings import visualize
 from grouping.figures.segment import segment
-from grouping.plugins.hookspecs import hookimpl
+from grouping.plugin_api.hookspecs import hookimpl
 from grouping.rundir.listing import RunInfo, runs
 from grouping.rundir.loading import LoadedRun, load_run
 from grouping.training.api import train

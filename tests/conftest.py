@@ -11,7 +11,7 @@ import torch
 
 from grouping.config.loading import build_config
 from grouping.config.schema import RunConfig
-from grouping.plugins.registry import get_registry
+from grouping.plugin_api.registry import get_registry
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 

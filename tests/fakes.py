@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from grouping.plugins.interfaces import Network
+from grouping.plugin_api.interfaces import Network
 
 
 class IdentityNetwork(Network):

@@ -35,7 +35,8 @@ OVERSIZED = {
 #: Lowest first. A module may import its own layer's modules and any lower layer's, never a higher.
 LAYERS: list[set[str]] = [
     {"errors", "version"},
-    {"plugins"},
+    {"plugin_api"},
+    {"plugins"},  # the plugin API's public face: what plugins import
     {"config"},
     {"accel"},
     {"engine"},

@@ -22,8 +22,8 @@ from grouping.config.loading import build_config
 from grouping.engine.assembly import assemble, build_dataset, resolve
 from grouping.errors import ConfigError, DataError
 from grouping.evaluation.scoring import score_split
-from grouping.plugins.interfaces import NetworkSpec, PluginConfig
-from grouping.plugins.registry import get_registry
+from grouping.plugin_api.interfaces import NetworkSpec, PluginConfig
+from grouping.plugin_api.registry import get_registry
 from grouping.training.api import train
 
 #: The primary colours: each object is drawn in one channel, so pixel values stay 0 or 1.

@@ -23,7 +23,7 @@ from torch import Tensor
 from grouping import build_config, hookimpl, train
 from grouping.cli.main import cli
 from grouping.errors import GroupingError
-from grouping.plugins.interfaces import ArraySplit, Split, SplitName
+from grouping.plugin_api.interfaces import ArraySplit, Split, SplitName
 from tests.conftest import TINY
 
 SET_TINY = [arg for item in TINY for arg in ("--set", item)]
@@ -322,7 +322,7 @@ PLUGIN_CASES: list[tuple[str, list[str], str]] = [
     ("dataset features shape", ["--dataset", "small-frames"],
      "dataset 'small-frames' returned features from split('train').get of shape (2, 1, 27, 27, 1); expected (batch, frames, H, W, C) = (2, 1, 28, 28, 1)"),
     ("dataset split type", ["--dataset", "no-split"],
-     "dataset 'no-split' returned list from split('train'); expected a grouping.plugins.interfaces.Split"),
+     "dataset 'no-split' returned list from split('train'); expected a grouping.plugin_api.interfaces.Split"),
     ("dataset missing file", ["--dataset", "missing-file"],
      "dataset 'missing-file' (tests.test_bad_input.MissingFile) failed in split('train'): FileNotFoundError: [Errno 2] No such file or directory: '/nonexistent/shapes.npz'"),
     ("split smaller than a batch", ["--dataset", "ten-samples"],

@@ -13,7 +13,7 @@ from grouping_plugins.bouncing_balls import BallsSplit, BouncingBallsDataset
 from grouping_plugins.sources.balls import advance, near_collision, place, render, simulate
 
 from grouping.cli.main import cli
-from grouping.plugins.interfaces import SplitSizes
+from grouping.plugin_api.interfaces import SplitSizes
 
 Config = BouncingBallsDataset.Config
 

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from grouping import hookimpl
 from grouping.cli.main import cli
-from grouping.plugins.interfaces import Updater
+from grouping.plugin_api.interfaces import Updater
 from tests.conftest import TINY
 
 SET_TINY = [arg for item in TINY for arg in ("--set", item)]

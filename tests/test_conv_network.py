@@ -14,7 +14,7 @@ from grouping_plugins.rnn_em import RNNEM
 from pydantic import ValidationError
 from torch import nn
 
-from grouping.plugins.interfaces import Network, NetworkSpec, PluginConfig
+from grouping.plugin_api.interfaces import Network, NetworkSpec, PluginConfig
 
 SHAPES = ConvNetwork.Config()  # spec 5.3, flying shapes
 MNIST = ConvNetwork.Config(encoder_channels=(32, 64, 128), hidden=250, input_norm=True)  # 5.4

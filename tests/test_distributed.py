@@ -18,7 +18,7 @@ from grouping.config.loading import build_config
 from grouping.data.batches import frames_for
 from grouping.engine.assembly import assemble, resolve
 from grouping.errors import ConfigError
-from grouping.plugins.interfaces import ArraySplit
+from grouping.plugin_api.interfaces import ArraySplit
 from grouping.training import distributed
 from grouping.training.batch_step import TrainStep
 from tests.conftest import TINY

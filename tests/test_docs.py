@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from grouping.plugin_api.kinds import KINDS
 from grouping.plugins import hookspecs, interfaces
-from grouping.plugins.kinds import KINDS
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "docs" / "plugins.md"

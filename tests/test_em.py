@@ -20,7 +20,7 @@ from grouping.engine.em import (
     step_loss,
     upper_bound,
 )
-from grouping.plugins.interfaces import NetworkSpec, PluginConfig, Updater
+from grouping.plugin_api.interfaces import NetworkSpec, PluginConfig, Updater
 from tests.fakes import IdentityNetwork
 
 bern = BernoulliLikelihood(BernoulliLikelihood.Config())

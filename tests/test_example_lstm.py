@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from grouping_plugins.conv import ConvNetwork
 
 from grouping.cli.main import cli
-from grouping.plugins.interfaces import NetworkSpec
+from grouping.plugin_api.interfaces import NetworkSpec
 from tests.examples import assert_listed, example_version, require_example
 
 EXAMPLE = require_example("grouping-lstm", "grouping_lstm")

@@ -25,7 +25,7 @@ from grouping.cli.main import cli
 from grouping.config.loading import build_config
 from grouping.engine.assembly import resolve
 from grouping.errors import DataError
-from grouping.plugins.interfaces import SplitSizes
+from grouping.plugin_api.interfaces import SplitSizes
 from grouping.training.api import train
 from grouping.training.stages import stage_configs
 from tests.conftest import TINY

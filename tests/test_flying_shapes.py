@@ -11,7 +11,7 @@ from grouping_plugins.sources.sprites import SPRITES, render
 from grouping.config.loading import build_config
 from grouping.engine.assembly import resolve
 from grouping.errors import ConfigError
-from grouping.plugins.interfaces import SplitSizes
+from grouping.plugin_api.interfaces import SplitSizes
 
 
 def make(objects: int = 3, frames: int = 21, seed: int = 0, **sizes: int) -> FlyingShapesDataset:

@@ -35,7 +35,7 @@ from grouping.figures.drawing import (
 )
 from grouping.figures.groupings import default_samples, only_steps
 from grouping.figures.resolution import DPI, MAX_STEP_COLUMNS
-from grouping.plugins.interfaces import ArraySplit
+from grouping.plugin_api.interfaces import ArraySplit
 from grouping.rundir.folder import RunDir
 from tests.conftest import TINY
 

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from grouping.config.loading import build_config
 from grouping.engine.em import E_STEP_FLOOR, e_step, step_loss, upper_bound
-from grouping.plugins.registry import get_registry
+from grouping.plugin_api.registry import get_registry
 from grouping.training.api import train
 from tests.conftest import TINY
 

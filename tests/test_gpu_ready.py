@@ -18,7 +18,7 @@ from grouping.config.schema import TrainConfig
 from grouping.data.batches import iterate_batches
 from grouping.data.resident import FeaturesOnly, ResidentSplit, RunSplits
 from grouping.engine.assembly import assemble, resolve
-from grouping.plugins.interfaces import ArraySplit
+from grouping.plugin_api.interfaces import ArraySplit
 from grouping.training import setup
 from grouping.training.api import train
 from grouping.training.batch_step import TrainStep

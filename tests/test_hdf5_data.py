@@ -24,8 +24,8 @@ from grouping.data.tools import check_file, export_dataset
 from grouping.data.values import ValueStats
 from grouping.engine.assembly import build_dataset, resolve
 from grouping.errors import DataError
-from grouping.plugins.interfaces import SPLITS, ArraySplit, Dataset, PluginConfig, SplitName
-from grouping.plugins.registry import get_registry
+from grouping.plugin_api.interfaces import SPLITS, ArraySplit, Dataset, PluginConfig, SplitName
+from grouping.plugin_api.registry import get_registry
 
 SIZES = ["dataset.train_size=96", "dataset.valid_size=32", "dataset.test_size=32"]
 TINY_RUN = [

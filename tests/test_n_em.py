@@ -18,7 +18,7 @@ from grouping.cli.main import cli
 from grouping.config.loading import build_config
 from grouping.engine.assembly import assemble, resolve
 from grouping.errors import PluginError
-from grouping.plugins.interfaces import Likelihood, Network, NetworkSpec, PluginConfig
+from grouping.plugin_api.interfaces import Likelihood, Network, NetworkSpec, PluginConfig
 
 bern = BernoulliLikelihood(BernoulliLikelihood.Config())
 SHAPE = (4, 5, 1)  # (H, W, C): D = 20 pixels
@@ -252,7 +252,7 @@ def test_a_bad_n_em_option_is_one_line_and_exit_code_2() -> None:
 
 
 def test_plugin_error_for_closed_form_on_a_network_without_weight(register_plugin) -> None:  # type: ignore[no-untyped-def]
-    from grouping.plugins.hookspecs import hookimpl
+    from grouping.plugin_api.hookspecs import hookimpl
 
     class Provider:
         @hookimpl

@@ -18,7 +18,7 @@ from torch import Tensor
 from grouping import build_config, hookimpl, train
 from grouping.cli.main import cli
 from grouping.errors import NonFiniteError
-from grouping.plugins.interfaces import Noise, PluginConfig
+from grouping.plugin_api.interfaces import Noise, PluginConfig
 from grouping.rundir.checkpoint import load_checkpoint
 from tests.conftest import TINY
 from tests.reliability import metrics, torch_threads

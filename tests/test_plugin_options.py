@@ -16,7 +16,7 @@ from pydantic import Field
 
 from grouping import hookimpl
 from grouping.cli.main import cli
-from grouping.plugins.interfaces import PluginConfig
+from grouping.plugin_api.interfaces import PluginConfig
 
 #: Built-in plugins whose own options still lack a ``description=`` (the lead's modules, being
 #: refactored); drop an entry once its fields are described.

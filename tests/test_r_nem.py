@@ -18,7 +18,7 @@ from grouping_plugins.r_nem import RNEM, Dense
 from torch import Tensor, nn
 
 from grouping.cli.main import cli
-from grouping.plugins.interfaces import NetworkSpec
+from grouping.plugin_api.interfaces import NetworkSpec
 
 S, SHAPE = 6, (2, 3, 1)  # state size, image (H, W, C)
 

@@ -11,8 +11,8 @@ from torch import Tensor
 
 from grouping import hookimpl
 from grouping.errors import PluginError
-from grouping.plugins.interfaces import Likelihood
-from grouping.plugins.registry import PluginWarning, new_registry
+from grouping.plugin_api.interfaces import Likelihood
+from grouping.plugin_api.registry import PluginWarning, new_registry
 
 
 class FakeLikelihood(Likelihood):
@@ -151,3 +151,20 @@ def test_a_hook_without_hookimpl_is_a_warning() -> None:
     mod.register_updaters = register_updaters  # type: ignore[attr-defined]
     with pytest.warns(PluginWarning, match="register_updaters has no @hookimpl"):
         registry.add(mod, "unmarked")
+
+
+def test_the_plugin_api_has_one_public_face_and_keeps_its_old_paths() -> None:
+    """``grouping.plugins`` is the plugin API; the code behind it moved to ``grouping.plugin_api``
+    (the folder's name clashed with the built-ins' ``plugins/``), and plugins written against the
+    old submodule paths still import the same objects."""
+    import importlib
+
+    import grouping.plugins as api
+    from grouping.plugin_api import hookspecs, interfaces, registry
+
+    assert all(hasattr(api, name) for name in api.__all__)
+    assert importlib.import_module("grouping.plugins.interfaces") is interfaces
+    assert importlib.import_module("grouping.plugins.hookspecs").hookimpl is hookspecs.hookimpl
+    from grouping.plugins.registry import get_registry as old
+
+    assert old is registry.get_registry is api.get_registry

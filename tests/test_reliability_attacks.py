@@ -22,7 +22,7 @@ import grouping.training.run as run_module
 import grouping.training.trainer as trainer_module
 from grouping import build_config, train
 from grouping.cli.main import cli
-from grouping.plugins.registry import new_registry
+from grouping.plugin_api.registry import new_registry
 from grouping.rundir.folder import RunDir, never_checkpointed
 from tests.conftest import TINY
 from tests.reliability import torch_threads

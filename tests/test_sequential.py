@@ -13,7 +13,7 @@ from torch import Tensor
 from grouping.data.batches import frames_for
 from grouping.engine.em import NeuralEM
 from grouping.evaluation.scoring import score_groupings
-from grouping.plugins.interfaces import NetworkSpec, PluginConfig, SplitSizes, Updater
+from grouping.plugin_api.interfaces import NetworkSpec, PluginConfig, SplitSizes, Updater
 from tests.fakes import IdentityNetwork
 
 bern = BernoulliLikelihood(BernoulliLikelihood.Config())

@@ -14,7 +14,7 @@ from grouping_plugins.sources.sprites import (
     static_shapes,
 )
 
-from grouping.plugins.interfaces import SplitSizes
+from grouping.plugin_api.interfaces import SplitSizes
 
 
 def test_sprites_are_those_of_the_spec() -> None:

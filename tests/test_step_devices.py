@@ -31,7 +31,7 @@ from torch.utils._pytree import tree_leaves
 from grouping.config.loading import build_config
 from grouping.engine import em
 from grouping.engine.assembly import build_model, build_noise, resolve
-from grouping.plugins.interfaces import Likelihood
+from grouping.plugin_api.interfaces import Likelihood
 from grouping.training.batch_step import TrainStep
 from grouping.training.setup import prepare_model
 from tests.conftest import TINY

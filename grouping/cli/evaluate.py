@@ -12,7 +12,7 @@ from rich.table import Table
 from grouping.cli.output import console, progress_bar
 from grouping.evaluation.api import evaluate
 from grouping.evaluation.separation import format_quartiles
-from grouping.plugins.interfaces import SPLITS
+from grouping.plugin_api.interfaces import SPLITS
 from grouping.rundir.loading import CHECKPOINTS
 
 

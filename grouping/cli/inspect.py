@@ -14,7 +14,7 @@ from grouping.cli.output import console, progress_bar
 from grouping.figures.curves import plot
 from grouping.figures.groupings import visualize
 from grouping.figures.resolution import DPI, MAX_DPI, MAX_STEP_COLUMNS
-from grouping.plugins.interfaces import SPLITS
+from grouping.plugin_api.interfaces import SPLITS
 from grouping.rundir.listing import runs
 
 dpi_option = click.option(

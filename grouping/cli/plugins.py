@@ -13,9 +13,9 @@ from rich.table import Table
 from grouping.cli.output import console
 from grouping.config.options import plugin_options, shown_default
 from grouping.errors import PluginError, one_line
-from grouping.plugins.interfaces import PluginKind
-from grouping.plugins.kinds import KINDS
-from grouping.plugins.registry import Registry, get_registry
+from grouping.plugin_api.interfaces import PluginKind
+from grouping.plugin_api.kinds import KINDS
+from grouping.plugin_api.registry import Registry, get_registry
 
 #: How plugin descriptions cite the method's write-up ("spec 6.4"); the listing names the file.
 SPEC_SECTION = re.compile(r"\bspec (\d+(?:\.\d+)*)")

@@ -21,7 +21,7 @@ from grouping.config.schema import (
     validate,
 )
 from grouping.errors import ConfigError, GroupingError, PluginError
-from grouping.plugins.registry import get_registry
+from grouping.plugin_api.registry import get_registry
 
 if sys.version_info >= (3, 11):
     import tomllib

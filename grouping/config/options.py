@@ -13,7 +13,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined, to_jsonable_python
 
 from grouping.config.schema import SECTION_MODELS
-from grouping.plugins.interfaces import PluginConfig, PluginKind
+from grouping.plugin_api.interfaces import PluginConfig, PluginKind
 
 #: How each pydantic / annotated-types bound is written: attribute name -> text before the value.
 BOUNDS = {

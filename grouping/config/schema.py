@@ -24,8 +24,8 @@ from grouping.config.checks import NAMED_SECTIONS, NAMES_HINT, no_bool_numbers
 from grouping.config.train import EvalConfig, TrainConfig
 from grouping.config.train import Strict as _Strict
 from grouping.errors import ConfigError
-from grouping.plugins.interfaces import PluginKind
-from grouping.plugins.kinds import KINDS
+from grouping.plugin_api.interfaces import PluginKind
+from grouping.plugin_api.kinds import KINDS
 
 if sys.version_info >= (3, 11):
     pass
@@ -39,7 +39,7 @@ AUTO = "auto"
 DEFAULT_PRESET = "quickstart"
 
 
-#: The plugin sections of a config, one per plugin kind (``grouping.plugins.kinds``).
+#: The plugin sections of a config, one per plugin kind (``grouping.plugin_api.kinds``).
 PLUGIN_SECTIONS: tuple[PluginKind, ...] = tuple(KINDS)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from grouping.plugins.interfaces import Split
+from grouping.plugin_api.interfaces import Split
 
 T = TypeVar("T")
 

@@ -36,7 +36,7 @@ from grouping.data.values import (
     to_unit,
 )
 from grouping.errors import DataError
-from grouping.plugins.interfaces import Split, SplitName
+from grouping.plugin_api.interfaces import Split, SplitName
 
 #: The original file's group name of each split (spec 6.1).
 ORIGINAL_SPLITS: dict[SplitName, str] = {"train": "training", "valid": "validation", "test": "test"}

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from grouping.plugins.interfaces import ArraySplit, Split, SplitName
+from grouping.plugin_api.interfaces import ArraySplit, Split, SplitName
 
 #: ``auto``: the resident splits of a run take at most this share of the GPU's memory together.
 GPU_SHARE = 0.25

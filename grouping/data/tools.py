@@ -31,8 +31,8 @@ from grouping.data.files import (
 from grouping.data.values import ValueStats
 from grouping.engine.assembly import build_dataset
 from grouping.errors import DataError
-from grouping.plugins.interfaces import SPLITS
-from grouping.plugins.registry import Registry
+from grouping.plugin_api.interfaces import SPLITS
+from grouping.plugin_api.registry import Registry
 from grouping.version import __version__
 
 #: File name endings read as the original HDF5 layout.

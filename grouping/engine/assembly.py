@@ -21,8 +21,8 @@ from grouping.config.schema import (
 from grouping.engine.contracts import check_model, check_split
 from grouping.engine.em import NeuralEM
 from grouping.errors import ConfigError, GroupingError, PluginError, one_line
-from grouping.plugins.guard import blame, label
-from grouping.plugins.interfaces import (
+from grouping.plugin_api.guard import blame, label
+from grouping.plugin_api.interfaces import (
     Dataset,
     Likelihood,
     Network,
@@ -35,7 +35,7 @@ from grouping.plugins.interfaces import (
     SplitSizes,
     Updater,
 )
-from grouping.plugins.registry import Registry, get_registry
+from grouping.plugin_api.registry import Registry, get_registry
 
 
 def resolve(config: RunConfig, registry: Registry | None = None) -> RunConfig:

@@ -15,8 +15,8 @@ from torch import Tensor
 
 from grouping.engine.em import NeuralEM, e_step, initial_gamma
 from grouping.errors import DataError, PluginError
-from grouping.plugins.guard import blame, check_tensor, label
-from grouping.plugins.interfaces import Dataset, Likelihood, Noise, Split, SplitName
+from grouping.plugin_api.guard import blame, check_tensor, label
+from grouping.plugin_api.interfaces import Dataset, Likelihood, Noise, Split, SplitName
 
 #: The tiny batch the contracts run on: B samples of T + 1 = 2 frames.
 CHECK_BATCH = 2
@@ -103,7 +103,7 @@ def check_split(dataset: Dataset, name: SplitName, likelihood: Likelihood | None
     if not isinstance(split, Split):
         raise PluginError(
             f"{label(dataset)} returned {type(split).__name__} from split({name!r}); "
-            "expected a grouping.plugins.interfaces.Split"
+            "expected a grouping.plugin_api.interfaces.Split"
         )
     where = f"split({name!r}).get"
     with blame(dataset, where):

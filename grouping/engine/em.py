@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from grouping.plugins.interfaces import Likelihood, Updater
+from grouping.plugin_api.interfaces import Likelihood, Updater
 
 #: Added to every pixel's likelihood before normalising over K, so gamma is never 0/0 when all
 #: components predict a pixel with probability 0 (spec 2.3, pitfall 2).

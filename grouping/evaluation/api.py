@@ -20,8 +20,8 @@ from grouping.config.schema import RunConfig
 from grouping.engine.assembly import resolve
 from grouping.errors import RunDirError
 from grouping.evaluation.scoring import Scores, score_split
-from grouping.plugins.interfaces import SPLITS, Split, SplitName
-from grouping.plugins.registry import Registry
+from grouping.plugin_api.interfaces import SPLITS, Split, SplitName
+from grouping.plugin_api.registry import Registry
 from grouping.rundir.folder import RunDir
 from grouping.rundir.loading import Checkpoint, LoadedRun, config_changes, load_trained
 

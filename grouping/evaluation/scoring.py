@@ -21,7 +21,7 @@ from grouping.engine.em import NeuralEM
 from grouping.evaluation.collapse import component_shares, summarize_shares
 from grouping.evaluation.metrics import adjusted_mutual_info, adjusted_rand_index
 from grouping.evaluation.separation import by_quartile, object_separation
-from grouping.plugins.interfaces import Noise, Split
+from grouping.plugin_api.interfaces import Noise, Split
 
 
 def score_groupings(gamma: Tensor, groups: Tensor) -> tuple[np.ndarray, np.ndarray]:

@@ -20,7 +20,7 @@ from grouping.engine.em import NeuralEM
 from grouping.errors import ConfigError, GroupingError
 from grouping.figures.images import upscale, write_gif
 from grouping.figures.resolution import DPI, MAX_STEP_COLUMNS, check_dpi
-from grouping.plugins.interfaces import SPLITS, Noise, Split, SplitName
+from grouping.plugin_api.interfaces import SPLITS, Noise, Split, SplitName
 from grouping.rundir.loading import load_run
 from grouping.rundir.pretrained import is_pretrained
 

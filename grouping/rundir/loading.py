@@ -26,8 +26,8 @@ from grouping.engine.assembly import build_dataset, build_model, build_noise, re
 from grouping.engine.contracts import check_model
 from grouping.engine.em import NeuralEM
 from grouping.errors import RunDirError
-from grouping.plugins.interfaces import Dataset, Noise
-from grouping.plugins.registry import Registry
+from grouping.plugin_api.interfaces import Dataset, Noise
+from grouping.plugin_api.registry import Registry
 from grouping.rundir.checkpoint import load_checkpoint, not_a_file
 from grouping.rundir.folder import RunDir, final_run
 from grouping.rundir.pretrained import resolve_run

@@ -7,7 +7,7 @@ from typing import Any
 
 from grouping.config.schema import RunConfig
 from grouping.engine.assembly import is_resolved, resolve
-from grouping.plugins.registry import Registry
+from grouping.plugin_api.registry import Registry
 from grouping.rundir.folder import RunDir
 from grouping.training.reporting import Reporter
 from grouping.training.resume import prepare_resume, resumable

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from grouping.accel.precision import Precision, matmul_context
 from grouping.engine.em import NeuralEM
-from grouping.plugins.interfaces import Noise
+from grouping.plugin_api.interfaces import Noise
 
 
 class TrainStep:

@@ -38,7 +38,7 @@ from grouping.accel.device import resolve_device
 from grouping.config.loading import read_toml
 from grouping.errors import ConfigError
 from grouping.evaluation.scoring import Scores
-from grouping.plugins.interfaces import Split
+from grouping.plugin_api.interfaces import Split
 from grouping.training import orphans
 
 

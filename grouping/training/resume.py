@@ -18,7 +18,7 @@ from grouping.config.loading import assignments_to_dict, merge, read_toml
 from grouping.config.schema import RunConfig, validate
 from grouping.engine.assembly import resolve
 from grouping.errors import GroupingError, RunDirError
-from grouping.plugins.registry import Registry
+from grouping.plugin_api.registry import Registry
 from grouping.rundir.checkpoint import load_checkpoint
 from grouping.rundir.folder import SUMMARY, RunDir
 from grouping.training.distributed import env_world, is_main_process

@@ -14,7 +14,7 @@ from grouping.accel.precision import machine_facts
 from grouping.config.schema import RunConfig
 from grouping.errors import DataError, NonFiniteError, one_line
 from grouping.figures.groupings import FIGURE, animate_groupings, draw_groupings
-from grouping.plugins.registry import Registry
+from grouping.plugin_api.registry import Registry
 from grouping.rundir.folder import RunDir
 from grouping.training import distributed
 from grouping.training.reporting import Reporter

@@ -27,7 +27,7 @@ from grouping.accel.precision import (
 from grouping.config.schema import TrainConfig
 from grouping.data.resident import RunSplits
 from grouping.engine.em import NeuralEM
-from grouping.plugins.interfaces import Split, SplitName
+from grouping.plugin_api.interfaces import Split, SplitName
 
 #: ``train.compile``'s values; true and false in older configs mean default and off.
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")

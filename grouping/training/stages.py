@@ -24,7 +24,7 @@ from grouping.config.loading import merge, read_toml
 from grouping.config.schema import RunConfig, validate
 from grouping.engine.assembly import resolve
 from grouping.errors import ConfigError, GroupingError, RunDirError
-from grouping.plugins.registry import Registry
+from grouping.plugin_api.registry import Registry
 from grouping.rundir.folder import CONFIG, SUMMARY, RunDir
 from grouping.training import distributed
 from grouping.training.reporting import Reporter, SilentReporter

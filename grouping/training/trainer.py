@@ -22,8 +22,8 @@ from grouping.engine.assembly import Assembly, assemble, is_resolved
 from grouping.errors import DataError, Interrupted, NonFiniteError
 from grouping.evaluation.collapse import collapse_warning
 from grouping.evaluation.scoring import Scores, score_split
-from grouping.plugins.interfaces import SplitName
-from grouping.plugins.registry import Registry
+from grouping.plugin_api.interfaces import SplitName
+from grouping.plugin_api.registry import Registry
 from grouping.rundir.checkpoint import load_checkpoint, save_checkpoint
 from grouping.rundir.folder import RunDir
 from grouping.rundir.loading import load_weights

@@ -26,15 +26,16 @@ from pydantic import Field, model_validator
 from grouping.data.files import MemoryArrays, checked_in_memory, frames_to_read, npz_arrays
 from grouping.data.values import is_binary
 from grouping.errors import DataError
-from grouping.plugins.hookspecs import Register, hookimpl
-from grouping.plugins.interfaces import (
+from grouping.plugins import (
     SPLITS,
     ArraySplit,
     Dataset,
     PluginConfig,
+    Register,
     Split,
     SplitName,
     SplitSizes,
+    hookimpl,
 )
 from grouping_plugins.sources.pixels import likelihood_name
 

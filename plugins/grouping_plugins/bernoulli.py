@@ -8,8 +8,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from grouping.plugins.hookspecs import hookimpl
-from grouping.plugins.interfaces import Likelihood, PluginConfig
+from grouping.plugins import Likelihood, PluginConfig, hookimpl
 
 #: psi is clipped to [CLIP, 1 - CLIP] inside logs, and KL ratios to [CLIP, 1 / CLIP], as the original
 #: code does: without it the inter-cluster term with prior 0 diverges as psi -> 1 (pitfall 3).

@@ -37,8 +37,15 @@ from pydantic import Field, model_validator
 from torch import Tensor
 
 from grouping.errors import DataError
-from grouping.plugins.hookspecs import Register, hookimpl
-from grouping.plugins.interfaces import SPLITS, PluginConfig, Split, SplitName, cached_split
+from grouping.plugins import (
+    SPLITS,
+    PluginConfig,
+    Register,
+    Split,
+    SplitName,
+    cached_split,
+    hookimpl,
+)
 from grouping_plugins.shapes import SpriteDataset
 from grouping_plugins.sources import balls as physics
 

@@ -36,8 +36,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from grouping.plugins.hookspecs import Register, hookimpl
-from grouping.plugins.interfaces import Network, NetworkSpec, PluginConfig
+from grouping.plugins import Network, NetworkSpec, PluginConfig, Register, hookimpl
 from grouping_plugins.layers.tf_conv import (
     SPACE_TO_DEPTH_CHANNELS as SPACE_TO_DEPTH_CHANNELS,  # re-exported: tests and readers look here
 )

@@ -10,8 +10,7 @@ from __future__ import annotations
 from pydantic import Field
 from torch import Tensor, nn
 
-from grouping.plugins.hookspecs import hookimpl
-from grouping.plugins.interfaces import Network, NetworkSpec, PluginConfig
+from grouping.plugins import Network, NetworkSpec, PluginConfig, hookimpl
 
 
 class FCNetwork(Network):

@@ -47,14 +47,15 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor
 
-from grouping.plugins.hookspecs import Register, hookimpl
-from grouping.plugins.interfaces import (
+from grouping.plugins import (
     SPLITS,
     Dataset,
     PluginConfig,
+    Register,
     Split,
     SplitName,
     cached_split,
+    hookimpl,
 )
 from grouping_plugins.sources.mnist import MNIST_SIDE, SAMPLE_KIND, load_digits, pool
 from grouping_plugins.sources.moving_digits import (

@@ -22,13 +22,14 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor
 
-from grouping.plugins.hookspecs import Register, hookimpl
-from grouping.plugins.interfaces import (
+from grouping.plugins import (
     SPLITS,
     PluginConfig,
+    Register,
     Split,
     SplitName,
     cached_split,
+    hookimpl,
 )
 from grouping_plugins.shapes import SpriteDataset
 from grouping_plugins.sources.motion import pixel_positions, sample_motion

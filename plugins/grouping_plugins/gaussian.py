@@ -19,8 +19,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from grouping.plugins.hookspecs import Register, hookimpl
-from grouping.plugins.interfaces import Likelihood, PluginConfig
+from grouping.plugins import Likelihood, PluginConfig, Register, hookimpl
 
 
 class GaussianLikelihood(Likelihood):

@@ -26,16 +26,17 @@ from grouping.data.files import (
     open_h5,
 )
 from grouping.data.values import check_values, is_binary
-from grouping.plugins.hookspecs import Register, hookimpl
-from grouping.plugins.interfaces import (
+from grouping.plugins import (
     SPLITS,
     ArraySplit,
     Dataset,
     PluginConfig,
+    Register,
     Split,
     SplitName,
     SplitSizes,
     cached_split,
+    hookimpl,
 )
 from grouping_plugins.sources.pixels import likelihood_name
 

@@ -31,8 +31,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from grouping.plugins.hookspecs import hookimpl
-from grouping.plugins.interfaces import Likelihood, Network, PluginConfig, Updater
+from grouping.plugins import Likelihood, Network, PluginConfig, Updater, hookimpl
 
 #: TF's default Glorot-uniform initialiser on eta's (1, 1) shape draws from U(-sqrt(6/2), +sqrt(6/2))
 #: = U(-sqrt 3, sqrt 3) (spec 2.5, pitfall 6).

@@ -7,8 +7,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from grouping.plugins.hookspecs import hookimpl
-from grouping.plugins.interfaces import Noise, PluginConfig
+from grouping.plugins import Noise, PluginConfig, hookimpl
 
 
 class BitflipNoise(Noise):

@@ -37,8 +37,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from grouping.plugins.hookspecs import hookimpl
-from grouping.plugins.interfaces import Likelihood, Network, PluginConfig, Updater
+from grouping.plugins import Likelihood, Network, PluginConfig, Updater, hookimpl
 
 #: TF 1.x layer norm epsilon (spec 5.1), as ``rnn-em``.
 LN_EPS = 1e-12

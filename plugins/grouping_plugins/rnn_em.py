@@ -15,8 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from grouping.plugins.hookspecs import hookimpl
-from grouping.plugins.interfaces import Likelihood, Network, PluginConfig, Updater
+from grouping.plugins import Likelihood, Network, PluginConfig, Updater, hookimpl
 
 #: TF 1.2 layer norm epsilon (spec 5.1).
 LN_EPS = 1e-12

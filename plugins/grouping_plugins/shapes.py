@@ -8,8 +8,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from grouping.plugins.hookspecs import hookimpl
-from grouping.plugins.interfaces import (
+from grouping.plugins import (
     SPLITS,
     ArraySplit,
     Dataset,
@@ -17,6 +16,7 @@ from grouping.plugins.interfaces import (
     Split,
     SplitName,
     cached_split,
+    hookimpl,
 )
 from grouping_plugins.sources.sprites import BOX, static_shapes
 

@@ -14,7 +14,7 @@ import torch
 from pydantic import Field
 
 from grouping import hookimpl
-from grouping.plugins.interfaces import (
+from grouping.plugins import (
     SPLITS,
     ArraySplit,
     Dataset,

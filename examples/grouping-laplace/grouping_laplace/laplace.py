@@ -15,7 +15,7 @@ from pydantic import Field
 from torch import Tensor
 
 from grouping import hookimpl
-from grouping.plugins.interfaces import Likelihood, PluginConfig
+from grouping.plugins import Likelihood, PluginConfig
 
 
 class LaplaceLikelihood(Likelihood):

@@ -16,8 +16,7 @@ import torch
 from grouping.config.loading import build_config
 from grouping.engine.assembly import build_dataset, resolve
 from grouping.engine.em import e_step
-from grouping.plugins.interfaces import SplitSizes
-from grouping.plugins.registry import get_registry
+from grouping.plugins import SplitSizes, get_registry
 
 grouping_laplace = pytest.importorskip(
     "grouping_laplace",

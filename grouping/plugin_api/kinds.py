@@ -1,7 +1,7 @@
 """The one table of plugin kinds. The registry, the config sections and ``list-plugins`` read it.
 
-A new kind is a base class in :mod:`grouping.plugins.interfaces`, its ``register_*`` hook in
-:mod:`grouping.plugins.hookspecs` and one row here; the config gains a section of that name.
+A new kind is a base class in :mod:`grouping.plugin_api.interfaces`, its ``register_*`` hook in
+:mod:`grouping.plugin_api.hookspecs` and one row here; the config gains a section of that name.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import get_args
 
-from grouping.plugins.interfaces import (
+from grouping.plugin_api.interfaces import (
     Dataset,
     Likelihood,
     Network,
@@ -43,4 +43,4 @@ KINDS: dict[PluginKind, Kind] = {
 }
 
 if set(KINDS) != set(get_args(PluginKind)):  # pragma: no cover - a developer's slip
-    raise AssertionError("grouping.plugins.kinds.KINDS must list every PluginKind")
+    raise AssertionError("grouping.plugin_api.kinds.KINDS must list every PluginKind")

@@ -26,11 +26,11 @@ import torch
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 from torch import Tensor, nn
 
-from grouping.plugins.splits import SPLITS as SPLITS  # re-exported: the plugin API
-from grouping.plugins.splits import ArraySplit as ArraySplit
-from grouping.plugins.splits import Split as Split
-from grouping.plugins.splits import SplitName as SplitName
-from grouping.plugins.splits import SplitSizes as SplitSizes
+from grouping.plugin_api.splits import SPLITS as SPLITS  # re-exported: the plugin API
+from grouping.plugin_api.splits import ArraySplit as ArraySplit
+from grouping.plugin_api.splits import Split as Split
+from grouping.plugin_api.splits import SplitName as SplitName
+from grouping.plugin_api.splits import SplitSizes as SplitSizes
 
 PluginKind = Literal["likelihood", "network", "updater", "dataset", "noise"]
 

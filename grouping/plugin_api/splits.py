@@ -1,5 +1,5 @@
 """Splits: how a data set hands the core its samples, addressed by index (``Split``), and the
-in-memory kind (``ArraySplit``). Re-exported by ``grouping.plugins.interfaces``."""
+in-memory kind (``ArraySplit``). Re-exported by ``grouping.plugin_api.interfaces``."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ A plugin module implements any of them and calls ``register`` once per class it 
         register(LaplaceLikelihood)
 
 The signature stays the same as features grow: a new plugin needs no new hook, only a new kind does
-(and a new kind is one row of :data:`grouping.plugins.kinds.KINDS` plus its hook here).
+(and a new kind is one row of :data:`grouping.plugin_api.kinds.KINDS` plus its hook here).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 import pluggy
 
-from grouping.plugins.interfaces import Dataset, Likelihood, Network, Noise, Updater
+from grouping.plugin_api.interfaces import Dataset, Likelihood, Network, Noise, Updater
 
 PROJECT = "grouping"
 

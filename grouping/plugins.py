@@ -1,17 +1,18 @@
 """The plugin API: what a likelihood, network, updater, data set or noise plugin is written against.
 
-Everything a plugin author needs is importable from here::
+Everything a plugin author needs is importable from here, and only from here::
 
     from grouping.plugins import Likelihood, PluginConfig, Register, hookimpl
 
-* :mod:`grouping.plugins.interfaces`: the abstract base classes of the five plugin kinds;
-* :mod:`grouping.plugins.kinds`: the one table of plugin kinds (base class, hook, config section);
-* :mod:`grouping.plugins.hookspecs`: the ``register_*`` hooks, one per kind;
-* :mod:`grouping.plugins.registry`: the plugin manager that loads the ``grouping`` entry points;
-* :mod:`grouping.plugins.guard`: the checks where a plugin's output enters the core.
+The built-in plugins (``plugins/grouping_plugins``) import it the same way. The code behind it
+lives in :mod:`grouping.plugin_api`; its module paths of before (``grouping.plugins.interfaces``,
+``grouping.plugins.hookspecs``, ...) still import, so plugins written against them keep working.
 """
 
-from grouping.plugins.hookspecs import (
+import sys
+
+from grouping.plugin_api import guard, hookspecs, interfaces, kinds, registry, splits
+from grouping.plugin_api.hookspecs import (
     Register,
     RegisterDataset,
     RegisterLikelihood,
@@ -20,7 +21,7 @@ from grouping.plugins.hookspecs import (
     RegisterUpdater,
     hookimpl,
 )
-from grouping.plugins.interfaces import (
+from grouping.plugin_api.interfaces import (
     SPLITS,
     ArraySplit,
     Dataset,
@@ -36,7 +37,11 @@ from grouping.plugins.interfaces import (
     Updater,
     cached_split,
 )
-from grouping.plugins.registry import PluginInfo, get_registry
+from grouping.plugin_api.registry import PluginInfo, get_registry
+
+# The submodule paths of before, when ``grouping/plugins/`` was a package.
+for _module in (guard, hookspecs, interfaces, kinds, registry, splits):
+    sys.modules[f"{__name__}.{_module.__name__.rsplit('.', 1)[1]}"] = _module
 
 __all__ = [
     "SPLITS",
