@@ -19,7 +19,8 @@ feeding ``grouping.training.batch_step.TrainStep``) and reports the median image
 * ``compile`` (only with ``--compile``: its cold start takes 20-150 s per family on a small CPU):
   the ``fast`` path with ``train.compile`` on. Its images/s are timed with the others, after
   warm-up; ``compile_seconds`` is the cold start, from the first call of a fresh compiled step
-  until that step has finished.
+  until that step has finished; ``compile_launches_per_step`` the operators and generated kernels
+  one compiled step launches (``step_counts.count_launches``), beside the eager ``ops_per_step``.
 
 Where the time goes: a profile of ``--profile-steps`` real steps of the ``fast`` path (after the
 warm-up), split into matmuls and convolutions, norms, the network's other work, the E-step and loss,
@@ -60,6 +61,7 @@ import math
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -82,7 +84,7 @@ from grouping.training.batch_step import TrainStep
 from grouping.training.setup import compiled
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling module below, when imported
-from step_counts import count_step
+from step_counts import count_launches, count_step, profile_compiled_kernels
 from step_profile import (
     ceilings,
     first_step_seconds,
@@ -454,17 +456,17 @@ def make_paths(
     return paths, onednn
 
 
-def step_counts(
-    path: Path_, split: ArraySplit, family: Family, batch: int, device: torch.device
-) -> dict[str, float]:
-    """``ops_per_step`` and ``syncs_per_step`` of the path's real steps (``step_counts.py``)."""
+def batch_maker(
+    split: ArraySplit, family: Family, batch: int, device: torch.device
+) -> Callable[[], Tensor]:
+    """A function that returns the split's first batch, for counting one step."""
     order = np.arange(batch) % len(split)
 
     def one_batch() -> Tensor:
         features, _ = next(iter(iterate_batches(split, order, batch, family.steps + 1, device)))
         return features
 
-    return count_step(path.step, one_batch, path.generator)
+    return one_batch
 
 
 def bench_family(family: Family, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
@@ -476,9 +478,12 @@ def bench_family(family: Family, args: argparse.Namespace, device: torch.device)
     eager, fast = paths[:2]
     compiled = paths[2] if len(paths) > 2 else None
     frames = family.steps + 1
-    compile_s = None
+    compile_s = launches = None
     if compiled is not None:  # first, so that nothing else has compiled anything for it
+        profile_compiled_kernels()
         compile_s = first_step_seconds(compiled.step, split, frames, batch, compiled.generator)
+        one_batch = batch_maker(split, family, batch, device)
+        launches = count_launches(compiled.step, one_batch, compiled.generator)
     flops, eager_products = record_products(eager, split, family, batch, device)
     _, fast_products = record_products(fast, split, family, batch, device)
     # The dense rates are measured before and after the timed steps and each shape's best is kept:
@@ -495,7 +500,7 @@ def bench_family(family: Family, args: argparse.Namespace, device: torch.device)
         for p in paths:
             p.rates.append(run_steps(p, split, family, batch, args.steps, device))
         ratios.append(fast.rates[-1] / eager.rates[-1])
-    counts = step_counts(fast, split, family, batch, device)
+    counts = count_step(fast.step, batch_maker(split, family, batch, device), fast.generator)
     shares = None
     if args.profile_steps:
         shares = profile_breakdown(
@@ -529,6 +534,7 @@ def bench_family(family: Family, args: argparse.Namespace, device: torch.device)
         "peak_memory_mb": peak_memory_mb(fast, split, family, batch, device),
         "compile_images_per_s": statistics.median(compiled.rates) if compiled else None,
         "compile_seconds": compile_s,
+        "compile_launches_per_step": launches,
         "breakdown": shares,
         "ceilings": ceilings(fraction, speedup, shares["matmul_conv"]) if shares else None,
         # context
@@ -591,7 +597,8 @@ def print_table(rows: list[dict[str, Any]], device: torch.device, threads: int) 
             print(
                 f"compile ({r['family']}): {r['compile_images_per_s']:.1f} images/s "
                 f"({r['compile_images_per_s'] / r['images_per_s']:.2f}x the default path), "
-                f"first step after {r['compile_seconds']:.1f} s"
+                f"first step after {r['compile_seconds']:.1f} s, "
+                f"{r['compile_launches_per_step']:.0f} launches per step"
             )
     for r in rows:
         print(

@@ -8,7 +8,10 @@ included.
 from __future__ import annotations
 
 import copy
+import importlib.util
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -50,9 +53,26 @@ def _steps() -> tuple[TrainStep, TrainStep, Tensor]:
     return eager, compiled, features.float()
 
 
+def _step_counts():  # type: ignore[no-untyped-def]
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "step_counts.py"
+    spec = importlib.util.spec_from_file_location("step_counts", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["step_counts"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("fresh_dynamo")
-def test_compiled_and_eager_steps_give_the_same_loss_gradients_and_weights() -> None:
+def test_compiled_and_eager_steps_give_the_same_loss_gradients_and_weights(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """... and the compiled step launches under half the eager step's operators (the count
+    ``benchmarks/throughput.py --compile`` reports; inductor fuses the elementwise work)."""
+    counts = _step_counts()
+    monkeypatch.setattr(torch._inductor.config.cpp, "enable_kernel_profile", False)
+    counts.profile_compiled_kernels()  # before the compile; restored after the test
     eager, compiled, features = _steps()
     assert compiled.forward is not compiled.model  # really compiled
     for seed in range(2):  # the second step starts from Adam-updated weights
@@ -66,3 +86,10 @@ def test_compiled_and_eager_steps_give_the_same_loss_gradients_and_weights() -> 
             assert a.grad is not None and b.grad is not None, name
             torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-6, msg=name)
             torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6, msg=name)
+    launches = {
+        label: counts.count_launches(step, lambda: features, torch.Generator().manual_seed(2))
+        for label, step in (("eager", eager), ("compiled", compiled))
+    }
+    eager_ops = counts.count_step(eager, lambda: features, torch.Generator().manual_seed(3))
+    assert abs(launches["eager"] - eager_ops["ops_per_step"]) <= 0.05 * eager_ops["ops_per_step"]
+    assert launches["compiled"] < launches["eager"] / 2, launches
