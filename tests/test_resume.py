@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from grouping import build_config, resume, train
 from grouping.cli.main import cli
 from grouping.errors import Interrupted
-from grouping.rundir.checkpoint import load_checkpoint
+from grouping.rundir.checkpoint import load_checkpoint, save_checkpoint
 from grouping.training.reporting import SilentReporter
 from tests.reliability import RESUMABLE, assert_same_run, metrics, torch_threads
 
@@ -60,6 +60,23 @@ def test_sigterm_mid_epoch_saves_the_position_and_resume_is_exact(
         resumed = resume(run_dir)
     assert resumed.summary["status"] == "finished"
     assert_same_run(reference, run_dir)
+
+
+def test_the_time_limit_is_the_runs_not_each_processs(run_dir: Path) -> None:
+    """A resumed run trains for what its earlier processes left of ``train.max_minutes``: here
+    they had spent it all, so the resumed run stops after one more batch (not 600 minutes later)."""
+    config = build_config("quickstart", assignments=[*RESUMABLE, "train.max_minutes=600"])
+    with torch_threads(), pytest.raises(Interrupted):
+        train(config, run_dir, reporter=SignalAt(2, 3, signal.SIGTERM))
+    last = run_dir / "checkpoints" / "last.pt"
+    payload = load_checkpoint(last)
+    payload["train_state"]["train_seconds"] += 600 * 60.0  # as if they had trained ten hours
+    save_checkpoint(last, payload)
+    with torch_threads():
+        resumed = resume(run_dir)
+    assert resumed.summary["stop_reason"] == "the time limit of 600.0 minutes is reached"
+    assert resumed.summary["epochs"] == 2  # epoch 2 ended after its 4th batch; epoch 3 never ran
+    assert [r["epoch"] for r in metrics(run_dir)] == [1, 2]
 
 
 DRIVER = textwrap.dedent(

@@ -34,7 +34,10 @@ class TrainConfig(Strict):
     epochs: int = Field(default=500, ge=1, description="maximum number of epochs")
     patience: int = Field(default=10, ge=1, description="epochs without a better valid loss")
     max_minutes: float | None = Field(
-        default=None, gt=0.0, allow_inf_nan=False, description="stop after this much training"
+        default=None,
+        gt=0.0,
+        allow_inf_nan=False,
+        description="stop after this much training (the run's, across resumes)",
     )
     valid_samples: int | None = Field(
         default=1000, ge=1, description="validate on the first N validation samples (None: all)"

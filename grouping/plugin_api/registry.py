@@ -30,9 +30,9 @@ from typing import Any
 import pluggy
 
 from grouping.errors import PluginError
+from grouping.plugin_api import hookspecs
 from grouping.plugin_api.interfaces import PluginKind
 from grouping.plugin_api.kinds import KINDS
-from grouping.plugin_api import hookspecs
 
 ENV_SELECT = "GROUPING_PLUGINS"
 ENV_TRACE = "GROUPING_TRACE_PLUGINS"

@@ -251,10 +251,12 @@ class Trainer:
         position inside the epoch and raises :class:`Interrupted`.
         """
         cfg = self.config
+        s = self.state
         start = time.perf_counter()
         limit = cfg.train.max_minutes
-        deadline = start + 60.0 * limit if limit else None
-        s = self.state
+        # The limit is the run's: a resumed run trains for what its earlier processes left of it.
+        spent = s.train_seconds + s.epoch_seconds
+        deadline = start + 60.0 * limit - spent if limit else None
         while not s.stop_reason and s.epoch < cfg.train.epochs:
             # a signal that came during validation stops here, before another epoch starts
             early = self.dist.any(self.stop.requested, self.device)
