@@ -8,10 +8,8 @@ included.
 from __future__ import annotations
 
 import copy
-import importlib.util
-import sys
 from collections.abc import Iterator
-from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -22,6 +20,7 @@ from grouping.engine.assembly import build_model, build_noise, resolve
 from grouping.training.batch_step import TrainStep
 from grouping.training.setup import compiled as compiled_forward
 from tests.conftest import TINY
+from tests.scripts import load_benchmark
 
 B, T, IMAGE = 2, 3, (12, 12, 1)
 
@@ -53,14 +52,8 @@ def _steps() -> tuple[TrainStep, TrainStep, Tensor]:
     return eager, compiled, features.float()
 
 
-def _step_counts():  # type: ignore[no-untyped-def]
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "step_counts.py"
-    spec = importlib.util.spec_from_file_location("step_counts", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["step_counts"] = module
-    spec.loader.exec_module(module)
-    return module
+def _step_counts() -> ModuleType:
+    return load_benchmark("step_counts")
 
 
 @pytest.mark.slow

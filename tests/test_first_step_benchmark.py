@@ -3,26 +3,20 @@ generated flying shapes."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 
 import grouping
+from tests.scripts import load_benchmark
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "first_step.py"
 
 
 def load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("first_step", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["first_step"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("first_step")
 
 
 # one image of 8 pixels: object 1 on pixels 0-2, object 2 on 4-6, background elsewhere

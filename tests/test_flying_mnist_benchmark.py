@@ -3,7 +3,6 @@ train, every transfer evaluation and Figure 6 are filled (a smoke test of the le
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
@@ -12,6 +11,7 @@ import pytest
 from grouping_plugins.sources import mnist
 
 import grouping
+from tests.scripts import load_benchmark
 
 pytest.importorskip("grouping.evaluation", reason="needs grouping evaluate (issue 4)")
 
@@ -29,11 +29,7 @@ TINY = [
 
 
 def load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("flying_mnist_benchmark", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("flying_mnist", "flying_mnist_benchmark")
 
 
 def test_the_benchmark_fills_every_cell(

@@ -4,9 +4,7 @@ with one command (a tiny stage-wise flying-MNIST run) filling its transfer tests
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -15,6 +13,7 @@ import torch
 
 import grouping
 from grouping.rundir.pretrained import EXPERIMENTS, PRETRAINED_ROOT
+from tests.scripts import load_benchmark
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "results.py"
 TINY = [
@@ -35,12 +34,7 @@ TINY = [
 
 
 def load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("results_benchmark", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["results_benchmark"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("results", "results_benchmark")
 
 
 def test_the_table_scores_the_shipped_model_and_names_the_missing_ones(tmp_path: Path) -> None:

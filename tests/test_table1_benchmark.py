@@ -3,13 +3,13 @@ script the lead runs for hours: every row, the generalisation column and Figure 
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from tests.scripts import load_benchmark
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "table1.py"
 TINY = [
@@ -25,12 +25,7 @@ TINY = [
 
 
 def load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("table1", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["table1"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("table1")
 
 
 def test_table1_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

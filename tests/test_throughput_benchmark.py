@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
 
+from tests.scripts import load_benchmark
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("throughput", ROOT / "benchmarks/throughput.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["throughput"] = module
-    spec.loader.exec_module(module)
-    return module
+def _load() -> ModuleType:
+    return load_benchmark("throughput")
 
 
 def test_fc_flops_and_recorded_products_match_a_hand_count() -> None:
