@@ -30,6 +30,14 @@ class TrainConfig(Strict):
         "linear) over the epochs, or over max_minutes where those run out first "
         "(grouping.training.schedule)",
     )
+    lr_reference_epochs: float | None = Field(
+        default=None,
+        gt=0.0,
+        allow_inf_nan=False,
+        description="with a decaying lr_schedule, the budget lr is the peak for: a run of more "
+        "epochs E peaks at lr x lr_reference_epochs / E, so a longer budget moves the weights "
+        "about as far in all (None: lr whatever the budget)",
+    )
     batch_size: int = Field(default=64, ge=1)
     epochs: int = Field(default=500, ge=1, description="maximum number of epochs")
     patience: int = Field(default=10, ge=1, description="epochs without a better valid loss")

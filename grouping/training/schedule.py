@@ -9,6 +9,12 @@ progress is ``max(epochs done / epochs, training seconds / (60 * max_minutes))``
 batch from the :class:`~grouping.training.state.TrainState` a checkpoint holds, so a resumed run
 goes on with the rate it stopped at. Without a time limit the rate depends on the epoch and batch
 alone, and a resumed run equals an uninterrupted one exactly.
+
+The decay alone does not make the answer the same for every budget: on the quickstart the grouping
+peaks after a certain amount of training and then declines while the loss still falls, so a rate
+that suits two epochs overshoots over six, and one that suits six leaves two short. With
+``train.lr_reference_epochs`` the peak rate falls as 1 / epochs beyond that budget, so every budget
+covers about the same area under the schedule (docs/experiments/quickstart-schedule.md).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from grouping.training.state import TrainState
 
 ScheduleKind = Literal["constant", "cosine", "linear"]
 
-__all__ = ["LrSchedule", "ScheduleKind", "factor"]
+__all__ = ["LrSchedule", "ScheduleKind", "factor", "peak"]
 
 
 def factor(kind: ScheduleKind, progress: float) -> float:
@@ -38,20 +44,33 @@ def factor(kind: ScheduleKind, progress: float) -> float:
     return 1.0
 
 
+def peak(lr: float, epochs: int, reference_epochs: float | None) -> float:
+    """The decaying schedule's starting rate: ``lr`` for budgets up to ``reference_epochs``, and
+    ``lr * reference_epochs / epochs`` beyond, so the area under the schedule (how far the weights
+    move in all) stays that of the reference budget (``train.lr_reference_epochs``)."""
+    return lr if reference_epochs is None else lr * min(1.0, reference_epochs / epochs)
+
+
 class LrSchedule:
     """Sets the optimizer's rate at the start of each batch from the run's progress."""
 
     def __init__(
-        self, kind: ScheduleKind, lr: float, epochs: int, max_minutes: float | None
+        self,
+        kind: ScheduleKind,
+        lr: float,
+        epochs: int,
+        max_minutes: float | None,
+        reference_epochs: float | None = None,
     ) -> None:
-        self.kind, self.lr, self.epochs, self.max_minutes = kind, lr, epochs, max_minutes
+        self.kind, self.epochs, self.max_minutes = kind, epochs, max_minutes
+        self.lr = lr if kind == "constant" else peak(lr, epochs, reference_epochs)
         # the training seconds the state had folded in when last seen, and when that was
         self._folded = -1.0
         self._mark = 0.0
 
     @classmethod
     def for_train(cls, tc: TrainConfig) -> LrSchedule:
-        return cls(tc.lr_schedule, tc.lr, tc.epochs, tc.max_minutes)
+        return cls(tc.lr_schedule, tc.lr, tc.epochs, tc.max_minutes, tc.lr_reference_epochs)
 
     def progress(self, state: TrainState) -> float:
         """How much of the budget is spent before the batch ``state.batch + 1`` of epoch
