@@ -49,12 +49,16 @@ def test_the_table_scores_the_shipped_model_and_names_the_missing_ones(tmp_path:
     # static images: the original's "AMI" weighs only the last step; the plain mean is lower
     assert static["original_ami"] == pytest.approx(static["last_step"], abs=1e-9)
     assert static["mean_over_steps"] < static["last_step"]
-    missing = rows[EXPERIMENTS["flying-shapes-3"][0]]
+    video = rows[EXPERIMENTS["flying-shapes-3"][0]]
+    assert video["model"] == "pretrained:flying-shapes-3" and video["paper"] == 0.970
+    # sequences: every step counts in the original's "AMI", which is the mean over steps
+    assert video["original_ami"] == pytest.approx(video["mean_over_steps"], abs=1e-9)
+    missing = rows[EXPERIMENTS["flying-shapes-5"][0]]
     assert missing["model"] is None and "no shipped model yet" in missing["note"]
     text = md.read_text()
     assert text.startswith("| experiment | paper | model |") and '"Last AMI"' in text
     assert f"| 0.826 | `pretrained:static-shapes` | {static['last_step']:.3f} |" in text
-    assert "| 0.970 | no shipped model yet (pretrained:flying-shapes-3)" in text
+    assert "| 0.878 | no shipped model yet (pretrained:flying-shapes-5)" in text
     again = results.main(["--samples", "12", "--json", "-", "--root", str(PRETRAINED_ROOT)])
     assert again["rows"][0]["last_step"] == static["last_step"]  # fixed seeds: the same figure
 

@@ -1,0 +1,81 @@
+"""Every shipped model, the video ones included: it loads, scores near its listed test AMI on a
+small generated set, kept its stored-precision check, and a video model segments a GIF of its own
+data and draws its groupings (issue 39)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import grouping
+from grouping.cli.main import cli
+from grouping.evaluation.metrics import adjusted_mutual_info
+from grouping.rundir.loading import load_trained
+from grouping.rundir.pretrained import (
+    PRETRAINED_ROOT,
+    SHIPPED,
+    pretrained_models,
+    resolve_run,
+    shipped_record,
+)
+
+SHIPPED_MODELS = sorted(pretrained_models())
+VIDEO_MODELS = [
+    n for n in SHIPPED_MODELS if shipped_record(n)["experiment"] not in (None, "static-shapes")
+]
+#: Samples each model is scored on here: a loose check of the listed figure, in seconds.
+SAMPLES = 48
+
+
+@pytest.mark.parametrize("name", SHIPPED_MODELS)
+def test_every_shipped_model_loads_and_scores_near_its_listed_test_ami(name: str) -> None:
+    record = shipped_record(name)
+    scores = grouping.evaluate(
+        f"pretrained:{name}", assignments=[f"eval.samples={SAMPLES}"], device="cpu"
+    )
+    assert scores["images"] == SAMPLES
+    assert scores["ami"] >= record["test_ami"] - 0.1, (scores["ami"], record["test_ami"])
+    check = json.loads((PRETRAINED_ROOT / name / SHIPPED).read_text())["precision_check"]
+    assert check["chosen"] == record["weights_dtype"]
+    assert check[check["chosen"]]["change"] < 0.002  # the stored precision's cost, at shipping
+
+
+def test_a_video_model_is_shipped() -> None:
+    assert "flying-shapes-3" in VIDEO_MODELS
+    row = shipped_record("flying-shapes-3")
+    assert row["dataset"] == "flying-shapes" and row["components"] == 3 and row["steps"] == 20
+    assert row["paper"]["ami"] == 0.970 and row["budget"]["samples_seen"] > 50_000
+
+
+@pytest.mark.parametrize("name", VIDEO_MODELS)
+def test_a_video_model_segments_a_gif_of_its_data_and_draws_it(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = load_trained(
+        resolve_run(f"pretrained:{name}"), "auto", "cpu", {"dataset": {"test_size": 4}}
+    )
+    features, groups = run.dataset.split("test").get(np.arange(4))
+    frames = [
+        Image.fromarray((features[0, t, ..., 0].numpy() * 255).astype(np.uint8))
+        for t in range(features.shape[1])
+    ]
+    gif = tmp_path / "clip.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    out = tmp_path / "masks"
+    result = CliRunner().invoke(cli, ["segment", f"pretrained:{name}", str(gif), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    last = len(frames) - 1
+    labels = np.asarray(Image.open(out / f"clip-{last:03d}.labels.png"))
+    truth = groups[0, last].numpy().reshape(1, -1)
+    assert adjusted_mutual_info(truth, labels.reshape(1, -1))[0] >= 0.5
+    with Image.open(out / "clip.gif") as animation:
+        assert animation.n_frames == len(frames)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["visualize", f"pretrained:{name}", "--samples", "1", "--gif"])
+    assert result.exit_code == 0, result.output
+    assert Path(result.output.strip().splitlines()[-1]).is_file()
