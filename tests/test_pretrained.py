@@ -195,6 +195,9 @@ def test_shipping_scores_float32_and_the_stored_precision_on_the_same_draws(
         assert stored[key] == check[check["chosen"]][key]
     record = shipped_record("small", tmp_path)
     assert record["command"] == "x" and record["budget"]["epochs"] == 1
+    # the training machine's paths and threads stay behind (it was initialised from a folder)
+    shipped_text = (target / "summary.json").read_text() + (target / "config.toml").read_text()
+    assert "init_from" not in shipped_text and str(PRETRAINED_ROOT) not in shipped_text
     assert record["size_bytes"] < 0.6 * sum(p.stat().st_size for p in small_run.rglob("*.pt"))
 
 

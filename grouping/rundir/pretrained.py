@@ -149,8 +149,9 @@ def ship(
     for stage in summary.get("stages") or []:
         stage.pop("path", None)  # the training machine's, not the model's
     config = read_toml(final / "config.toml")
-    for key in ("threads", "init_from"):  # the training machine's, not the model's
-        config.get("train", {}).pop(key, None)
+    for section in (config, summary.get("config") or {}):
+        for key in ("threads", "init_from"):  # the training machine's, not the model's
+            section.get("train", {}).pop(key, None)
     checkpoint = tested_checkpoint(final)
     payload = load_checkpoint(checkpoint)  # read before writing: source may be the target
     meta = {"experiment": name if name in EXPERIMENTS else None, **(record or {})}
