@@ -121,15 +121,23 @@ def check_same_config(config: RunConfig, checkpoint: dict[str, Any], where: Path
     )
 
 
+def read_today(saved: dict[str, Any]) -> dict[str, Any] | None:
+    """A saved config (a checkpoint's, a stage-wise root's plan) as today's schema reads it,
+    resolved, in JSON values: options added since take their defaults, and old spellings
+    (``compile = false``) read as today's. None where today's schema refuses it."""
+    try:
+        return resolve(validate(saved)).model_dump(mode="json")
+    except GroupingError:
+        return None
+
+
 def _changed_since(saved: dict[str, Any], config: RunConfig) -> list[str]:
     """The keys where ``config`` differs from a checkpoint's saved config read with today's
-    schema: options added since take their defaults there, and old spellings (``compile =
-    false``) read as today's, so a run saved by an older version resumes."""
-    try:
-        then = resolve(validate(saved))
-    except GroupingError:
+    schema, so that a run saved by an older version resumes."""
+    then = read_today(saved)
+    if then is None:
         return ["config"]
-    return _differences(then.model_dump(mode="json"), config.model_dump(mode="json"))
+    return _differences(then, config.model_dump(mode="json"))
 
 
 def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:

@@ -28,7 +28,7 @@ from grouping.plugin_api.registry import Registry
 from grouping.rundir.folder import CONFIG, SUMMARY, RunDir
 from grouping.training import distributed
 from grouping.training.reporting import Reporter, SilentReporter
-from grouping.training.resume import prepare_resume, resumable
+from grouping.training.resume import prepare_resume, read_today, resumable
 from grouping.training.run import RunResult, train_run
 
 
@@ -144,8 +144,11 @@ def _create_root(root: Path, config: RunConfig, reuse: bool = False) -> None:
 def _same_plan(plan: Path, config: RunConfig) -> bool:
     """Whether the root's ``config.toml`` holds this plan, whatever ``train.resume`` says and
     whichever version wrote it (read back, it is validated with today's defaults)."""
-    try:  # compared resolved: the root may hold the plan with its plugins' options filled in
-        stored = resolve(validate(read_toml(plan))).model_dump(mode="json")
+    # compared resolved: the root may hold the plan with its plugins' options filled in
+    stored = read_today(read_toml(plan))
+    if stored is None:
+        return False
+    try:
         given = resolve(config).model_dump(mode="json")
     except GroupingError:
         return False
