@@ -30,7 +30,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 #: What ``--quick`` scores per test instead of 1,000 samples.
 QUICK_SAMPLES = 100
@@ -113,6 +113,7 @@ def model_rows(name: str, root: Path, samples: int, device: str) -> list[dict[st
         rows.append(
             {"experiment": test.title, "paper": test.paper, "model": record["name"],
              **scores, "budget": record["budget"], "command": record["command"],
+             "in_progress": record.get("status") == "in progress",
              "scored_s": round(time.perf_counter() - t0, 1)}
         )  # fmt: skip
     return rows
@@ -149,7 +150,13 @@ def _ami(value: float | None) -> str:
 
 
 def budget_cell(budget: dict[str, Any]) -> str:
-    """A training budget in a few words: minutes, epochs, samples seen, the note if any."""
+    """A training budget in a few words: minutes (and stages) and samples seen."""
+    stages = f" in {budget['stages']} stages" if budget.get("stages") else ""
+    return f"{budget['train_minutes']:g} min{stages}, {budget['samples_seen'] / 1000:,.0f}k samples"
+
+
+def budget_text(budget: dict[str, Any]) -> str:
+    """The whole budget: minutes, epochs, samples seen, device and how it was spent."""
     stages = f" in {budget['stages']} stages" if budget.get("stages") else ""
     text = (
         f"{budget['train_minutes']:g} min{stages}, {budget['epochs']} epochs, "
@@ -159,10 +166,11 @@ def budget_cell(budget: dict[str, Any]) -> str:
 
 
 def markdown(table: dict[str, Any]) -> str:
-    """The table as docs/results.md and the README show it."""
+    """The table as the README and docs/results.md show it (between ``<!-- results.py -->``
+    and ``<!-- /results.py -->``)."""
     lines = [
         '| experiment | paper | model | ours, last step ("Last AMI") | ours, the original\'s '
-        '"AMI" | ours, mean over steps | training budget |',
+        '"AMI" | ours, mean over steps | training |',
         "|---|---|---|---|---|---|---|",
     ]
     for r in table["rows"]:
@@ -186,6 +194,61 @@ def markdown(table: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def models_markdown(table: dict[str, Any]) -> str:
+    """Each shipped model's training: budget, how it was spent and the command (docs/results.md,
+    between ``<!-- results.py models -->`` and ``<!-- /results.py models -->``)."""
+    lines, seen = [], set()
+    for r in table["rows"]:
+        if r["model"] is None or r["model"] in seen:
+            continue
+        seen.add(r["model"])
+        status = (
+            " Still training when shipped: its best model so far." if r.get("in_progress") else ""
+        )
+        lines.append(
+            f"- `{r['model']}`: {budget_text(r['budget'])}.{status} Command: {r['command']}"
+        )
+    return "\n".join(lines)
+
+
+#: The blocks ``--update`` rewrites: marker name -> what goes between the markers.
+BLOCKS = {"results.py": markdown, "results.py models": models_markdown}
+
+
+def blocks_in(path: Path) -> list[str]:
+    """The blocks of :data:`BLOCKS` a file has; one line (exit 2) where it has none or cannot
+    be read, checked before anything is scored."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror}")
+    names = [n for n in BLOCKS if f"<!-- {n} -->\n" in text and f"<!-- /{n} -->" in text]
+    if not names:
+        fail(f"{path} has no <!-- results.py --> ... <!-- /results.py --> block to update")
+    return names
+
+
+def update(path: Path, table: dict[str, Any]) -> list[str]:
+    """Rewrite the blocks of :data:`BLOCKS` that ``path`` has, keeping the rest of the file."""
+    text, names = path.read_text(encoding="utf-8"), blocks_in(path)
+    for name in names:
+        start, end = f"<!-- {name} -->\n", f"<!-- /{name} -->"
+        head, rest = text.split(start, 1)
+        text = head + start + BLOCKS[name](table) + "\n" + end + rest.split(end, 1)[1]
+    path.write_text(text, encoding="utf-8")
+    return names
+
+
+def fail(message: str) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def block(text: str, name: str = "results.py") -> str:
+    """What a file shows between ``<!-- name -->`` and ``<!-- /name -->``."""
+    return text.split(f"<!-- {name} -->\n", 1)[1].split(f"<!-- /{name} -->", 1)[0].rstrip("\n")
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--samples", type=int, default=1000, help="test samples per row")
@@ -194,6 +257,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="CPU threads")
     p.add_argument("--out", default=None, help="write the markdown here (default: stdout)")
     p.add_argument("--json", default=None, help="write every figure here as JSON ('-': stdout)")
+    p.add_argument("--update", nargs="+", default=[], metavar="FILE",
+                   help="rewrite the <!-- results.py --> blocks of these files (README.md ...)")  # fmt: skip
     p.add_argument("--root", default=None, help="the shipped models' folder (default: package)")
     p.add_argument("--ship", nargs=2, metavar=("RUN", "NAME"), help="ship RUN as NAME first")
     p.add_argument("--experiment", default=None, help="with --ship: the paper's experiment")
@@ -232,15 +297,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         try:
             ship(args, root)
         except GroupingError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            raise SystemExit(2) from None
+            fail(str(exc))
+    for path in args.update:
+        blocks_in(Path(path))
     t0 = time.perf_counter()
     table = build(root, args.samples, args.device)
     table["wall_s"] = round(time.perf_counter() - t0, 1)
     text = markdown(table)
+    for path in args.update:
+        print(f"{path}: {', '.join(update(Path(path), table))} rewritten", file=sys.stderr)
     if args.out:
         Path(args.out).write_text(text + "\n", encoding="utf-8")
-    elif args.json != "-":
+    elif args.json != "-" and not args.update:
         print(text)
     if args.json:
         dump = json.dumps(table, indent=2)

@@ -12,10 +12,16 @@ import pytest
 import torch
 
 import grouping
-from grouping.rundir.pretrained import EXPERIMENTS, PRETRAINED_ROOT
+from grouping.rundir.pretrained import (
+    EXPERIMENTS,
+    PRETRAINED_ROOT,
+    pretrained_models,
+    shipped_record,
+)
 from tests.scripts import load_benchmark
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "results.py"
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "results.py"
 TINY = [
     "model.steps=2",
     "network.hidden=8",
@@ -53,12 +59,9 @@ def test_the_table_scores_the_shipped_model_and_names_the_missing_ones(tmp_path:
     assert video["model"] == "pretrained:flying-shapes-3" and video["paper"] == 0.970
     # sequences: every step counts in the original's "AMI", which is the mean over steps
     assert video["original_ami"] == pytest.approx(video["mean_over_steps"], abs=1e-9)
-    missing = rows[EXPERIMENTS["flying-shapes-5"][0]]
-    assert missing["model"] is None and "no shipped model yet" in missing["note"]
     text = md.read_text()
     assert text.startswith("| experiment | paper | model |") and '"Last AMI"' in text
     assert f"| 0.826 | `pretrained:static-shapes` | {static['last_step']:.3f} |" in text
-    assert "| 0.878 | no shipped model yet (pretrained:flying-shapes-5)" in text
     again = results.main(["--samples", "12", "--json", "-", "--root", str(PRETRAINED_ROOT)])
     assert again["rows"][0]["last_step"] == static["last_step"]  # fixed seeds: the same figure
 
@@ -108,3 +111,43 @@ def test_a_failed_ship_is_one_line_and_exit_2(
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ")
+
+
+def test_the_readme_and_results_page_show_the_table_results_py_wrote() -> None:
+    """docs/results.json is what ``results.py --json`` wrote; both pages show its table, every
+    shipped model is in it, and each row of a model's own test is the shipped weights' score."""
+    results = load()
+    table = json.loads((ROOT / "docs" / "results.json").read_text())
+    readme, page = ((ROOT / f).read_text() for f in ("README.md", "docs/results.md"))
+    assert results.block(readme) == results.block(page) == results.markdown(table)
+    assert results.block(page, "results.py models") == results.models_markdown(table)
+    names = {r["model"] for r in table["rows"] if r["model"]}
+    assert names == {f"pretrained:{n}" for n in pretrained_models()}
+    for name in pretrained_models():
+        record = shipped_record(name)
+        own = next(r for r in table["rows"] if r["model"] == record["name"])
+        check = record["precision_check"]
+        assert own["samples"] == check["samples"] == table["samples"] == 1000
+        stored = check[check["chosen"]]  # the same data and draws as the shipping check
+        assert own["last_step"] == pytest.approx(stored["ami"], abs=1e-9)
+        assert own["mean_over_steps"] == pytest.approx(stored["ami_mean_over_steps"], abs=1e-9)
+
+
+def test_update_rewrites_only_the_blocks_and_refuses_a_file_without_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = load()
+    table = json.loads((ROOT / "docs" / "results.json").read_text())
+    page = tmp_path / "page.md"
+    page.write_text("intro\n<!-- results.py -->\nold\n<!-- /results.py -->\nafter\n")
+    assert results.update(page, table) == ["results.py"]
+    assert page.read_text() == f"intro\n<!-- results.py -->\n{results.markdown(table)}\n" \
+        "<!-- /results.py -->\nafter\n"  # fmt: skip
+    results.update(page, table)  # again: the same text, nothing doubled
+    assert page.read_text().count("<!-- results.py -->") == 1
+    plain = tmp_path / "plain.md"
+    plain.write_text("no markers\n")
+    with pytest.raises(SystemExit) as exc:
+        results.main(["--samples", "4", "--update", str(plain)])
+    assert exc.value.code == 2 and plain.read_text() == "no markers\n"
+    assert capsys.readouterr().err.strip().startswith(f"error: {plain} has no <!-- results.py")

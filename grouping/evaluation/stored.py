@@ -10,16 +10,18 @@ even that moves it by :data:`MAX_AMI_CHANGE` or more.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from grouping.accel.device import make_generator
 from grouping.errors import RunDirError
+from grouping.evaluation.running import is_finished, snapshot
 from grouping.evaluation.scoring import score_split
 from grouping.rundir.checkpoint import HALF_DTYPES
 from grouping.rundir.loading import LoadedRun, load_trained
-from grouping.rundir.pretrained import PRETRAINED_ROOT, ship
+from grouping.rundir.pretrained import PRETRAINED_ROOT, resolve_run, ship
 
 #: The most the stored precision may change the test AMI (last step or mean over steps).
 MAX_AMI_CHANGE = 0.002
@@ -78,24 +80,41 @@ def ship_checked(
     root: Path = PRETRAINED_ROOT,
     device: str = "cpu",
 ) -> Path:
-    """Ship a finished run as ``pretrained:NAME`` (:func:`grouping.rundir.pretrained.ship`) in
-    the precision of ``dtypes`` that changes its test AMI least (the first on a tie), then score
-    the shipped folder as loaded to confirm it; one line and nothing shipped where every
-    precision changes the AMI by :data:`MAX_AMI_CHANGE` or more."""
+    """Ship a run as ``pretrained:NAME`` (:func:`grouping.rundir.pretrained.ship`) in the
+    precision of ``dtypes`` that changes its test AMI least (the first on a tie), then score the
+    shipped folder as loaded to confirm it; one line and nothing shipped where every precision
+    changes the AMI by :data:`MAX_AMI_CHANGE` or more. A run still training ships its best model
+    so far (:func:`grouping.evaluation.running.snapshot`) and is left to go on."""
     unknown = [d for d in dtypes if d not in HALF_DTYPES]
     if unknown or not dtypes:
         raise RunDirError(f"unknown weight dtype {unknown}; valid: {', '.join(HALF_DTYPES)}")
+    source = resolve_run(run_dir)
+    if is_finished(source):
+        return _ship_checked(source, source, name, samples, dtypes, record or {}, root, device)
+    with tempfile.TemporaryDirectory(prefix="grouping-snapshot-") as tmp:
+        folder = snapshot(source, Path(tmp) / name, device)
+        return _ship_checked(folder, source, name, samples, dtypes, record or {}, root, device)
+
+
+def _ship_checked(
+    run_dir: Path,
+    label: Path,
+    name: str,
+    samples: int,
+    dtypes: Sequence[str],
+    record: dict[str, Any],
+    root: Path,
+    device: str,
+) -> Path:
     check = precision_check(loaded(run_dir, samples, device), dtypes)
     best = min(dtypes, key=lambda d: check[d]["change"])
     if check[best]["change"] >= MAX_AMI_CHANGE:
         raise RunDirError(
-            f"not shipped: storing {run_dir} in {best} changes its test AMI by "
+            f"not shipped: storing {label} in {best} changes its test AMI by "
             f"{check[best]['change']:.4f}, at least {MAX_AMI_CHANGE}; keep it in float32"
         )
     check["chosen"] = best
-    target = ship(
-        run_dir, name, dtype=best, record={**(record or {}), "precision_check": check}, root=root
-    )
+    target = ship(run_dir, name, dtype=best, record={**record, "precision_check": check}, root=root)
     shipped = scored(loaded(target, samples, device))
     if max(abs(shipped[k] - check[best][k]) for k in shipped) > 1e-9:
         raise RunDirError(f"{target} scores {shipped} as loaded, not {check[best]}: ship again")

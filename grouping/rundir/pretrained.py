@@ -199,6 +199,7 @@ def shipped_record(name: str, root: Path = PRETRAINED_ROOT) -> dict[str, Any]:
         "components": model.get("components"),
         "steps": model.get("steps"),
         "test_ami": test.get("ami"),
+        "status": summary.get("status"),
         "scores": _scores(test, model),
         "experiment": experiment,
         "paper": {"experiment": title, "ami": paper},
