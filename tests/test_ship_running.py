@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from click.testing import CliRunner
 
+from grouping.cli import segment
+from grouping.cli.main import cli
 from grouping.config.loading import build_config
 from grouping.errors import RunDirError
 from grouping.evaluation.running import IN_PROGRESS, newest_model, snapshot
@@ -73,7 +76,9 @@ def test_a_snapshot_scores_the_running_stage_as_its_own_test_would(
     assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == ["best.pt"]
 
 
-def test_a_running_run_ships_its_best_model_so_far(finished: Path, tmp_path: Path) -> None:
+def test_a_running_run_ships_its_best_model_so_far(
+    finished: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     run = still_training(finished, tmp_path)
     target = ship_checked(run, "tiny", samples=16, root=tmp_path / "models")
     record = shipped_record("tiny", tmp_path / "models")
@@ -81,6 +86,11 @@ def test_a_running_run_ships_its_best_model_so_far(finished: Path, tmp_path: Pat
     assert record["steps"] == 3 and "init_from" not in (target / "config.toml").read_text()
     assert not any(tmp_path.glob("grouping-snapshot-*"))
     assert not (run / "summary.json").exists()  # the run goes on: nothing marks it finished
+    monkeypatch.setattr(segment, "pretrained_models", lambda: ["tiny"])
+    monkeypatch.setattr(segment, "shipped_record", lambda n: shipped_record(n, tmp_path / "models"))
+    listed = CliRunner().invoke(cli, ["pretrained"]).output
+    assert listed.startswith("pretrained:tiny  shapes, rnn-em, test AMI ")
+    assert listed.rstrip().endswith("; its run was still training")
 
 
 def test_the_newest_model_is_the_last_finished_stage_until_the_next_has_an_epoch(

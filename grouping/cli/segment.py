@@ -106,9 +106,10 @@ def pretrained_command(as_json: bool) -> None:
             for v in (row["test_ami"], row["scores"]["mean_over_steps"])
         )
         paper = row["paper"]["ami"]
+        running = "; its run was still training" if row["status"] == "in progress" else ""
         click.echo(
             f"{row['name']}  {row['dataset']}, {row['updater']}, test AMI {ami} (mean over steps "
-            f"{over}){'' if paper is None else f', paper {paper:.3f}'}"
+            f"{over}){'' if paper is None else f', paper {paper:.3f}'}{running}"
         )
     if not rows:
         click.echo("no pretrained models are shipped in this installation")
