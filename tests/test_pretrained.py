@@ -136,7 +136,10 @@ def test_an_unknown_pretrained_name_is_one_line_naming_the_shipped_ones(
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
-    shipped = "pretrained:flying-shapes-3, pretrained:static-shapes"
+    shipped = ", ".join(f"pretrained:{n}" for n in pretrained_models())  # sorted
+    assert "pretrained:flying-shapes-3, " in shipped and shipped.endswith(
+        "pretrained:static-shapes"
+    )
     assert lines == [f"error: unknown pretrained model 'nope'; shipped: {shipped}"]
     with pytest.raises(RunDirError, match="unknown pretrained model 'nope'"):
         grouping.evaluate("pretrained:nope")
