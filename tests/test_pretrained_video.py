@@ -45,11 +45,23 @@ def test_every_shipped_model_loads_and_scores_near_its_listed_test_ami(name: str
     assert check[check["chosen"]]["change"] < 0.002  # the stored precision's cost, at shipping
 
 
-def test_a_video_model_is_shipped() -> None:
-    assert "flying-shapes-3" in VIDEO_MODELS
-    row = shipped_record("flying-shapes-3")
-    assert row["dataset"] == "flying-shapes" and row["components"] == 3 and row["steps"] == 20
-    assert row["paper"]["ami"] == 0.970 and row["budget"]["samples_seen"] > 50_000
+@pytest.mark.parametrize(
+    ("name", "dataset", "components", "paper"),
+    [
+        ("flying-shapes-3", "flying-shapes", 3, 0.970),
+        ("flying-shapes-5", "flying-shapes", 5, 0.878),
+        ("flying-mnist-stagewise", "flying-mnist", 2, 0.917),
+    ],
+)
+def test_the_papers_video_experiments_are_shipped(
+    name: str, dataset: str, components: int, paper: float
+) -> None:
+    assert name in VIDEO_MODELS
+    row = shipped_record(name)
+    assert (row["dataset"], row["components"], row["steps"]) == (dataset, components, 20)
+    assert row["experiment"] == name and row["paper"]["ami"] == paper
+    assert row["budget"]["samples_seen"] > 50_000 and row["budget"]["stages"] >= 2
+    assert row["command"].startswith("grouping run") and row["weights_dtype"] != "float32"
 
 
 @pytest.mark.parametrize("name", VIDEO_MODELS)
