@@ -30,6 +30,8 @@ VIDEO_MODELS = [
 ]
 #: Samples each model is scored on here: a loose check of the listed figure, in seconds.
 SAMPLES = 48
+#: Test clips each video model segments from GIFs.
+CLIPS = 4
 
 
 @pytest.mark.parametrize("name", SHIPPED_MODELS)
@@ -71,22 +73,26 @@ def test_a_video_model_segments_a_gif_of_its_data_and_draws_it(
     run = load_trained(
         resolve_run(f"pretrained:{name}"), "auto", "cpu", {"dataset": {"test_size": 4}}
     )
-    features, groups = run.dataset.split("test").get(np.arange(4))
-    frames = [
-        Image.fromarray((features[0, t, ..., 0].numpy() * 255).astype(np.uint8))
-        for t in range(features.shape[1])
-    ]
-    gif = tmp_path / "clip.gif"
-    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    features, groups = run.dataset.split("test").get(np.arange(CLIPS))
+    gifs = [tmp_path / f"clip{i}.gif" for i in range(CLIPS)]
+    for gif, clip in zip(gifs, features):
+        frames = [Image.fromarray((f[..., 0].numpy() * 255).astype(np.uint8)) for f in clip]
+        frames[0].save(gif, save_all=True, append_images=frames[1:], duration=100, loop=0)
     out = tmp_path / "masks"
-    result = CliRunner().invoke(cli, ["segment", f"pretrained:{name}", str(gif), "--out", str(out)])
+    result = CliRunner().invoke(
+        cli, ["segment", f"pretrained:{name}", *map(str, gifs), "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
-    last = len(frames) - 1
-    labels = np.asarray(Image.open(out / f"clip-{last:03d}.labels.png"))
-    truth = groups[0, last].numpy().reshape(1, -1)
-    assert adjusted_mutual_info(truth, labels.reshape(1, -1))[0] >= 0.5
-    with Image.open(out / "clip.gif") as animation:
-        assert animation.n_frames == len(frames)
+    with Image.open(out / "clip0.gif") as animation:
+        assert animation.n_frames == features.shape[1]
+    scores = []
+    for i in range(CLIPS):  # a GIF merges identical frames: each clip's own last frame
+        last = len(list(out.glob(f"clip{i}-*.labels.png"))) - 1
+        labels = np.asarray(Image.open(out / f"clip{i}-{last:03d}.labels.png")).reshape(1, -1)
+        truth = groups[i, -1].numpy()  # the clip's last frame, merged or not
+        scores.append(adjusted_mutual_info(truth.reshape(1, -1), labels)[0])
+    # one clip can be two digits on top of each other all along; the clips' mean cannot be chance
+    assert np.mean(scores) >= 0.5, scores
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(cli, ["visualize", f"pretrained:{name}", "--samples", "1", "--gif"])
     assert result.exit_code == 0, result.output
