@@ -101,6 +101,7 @@ def score(folder: Path, test: Test, samples: int, device: str) -> dict[str, Any]
 
 def model_rows(name: str, root: Path, samples: int, device: str) -> list[dict[str, Any]]:
     """Every row of one shipped model, scored."""
+    from grouping.rundir.folder import IN_PROGRESS
     from grouping.rundir.pretrained import shipped_record
 
     record = shipped_record(name, root)
@@ -113,7 +114,7 @@ def model_rows(name: str, root: Path, samples: int, device: str) -> list[dict[st
         rows.append(
             {"experiment": test.title, "paper": test.paper, "model": record["name"],
              **scores, "budget": record["budget"], "command": record["command"],
-             "in_progress": record.get("status") == "in progress",
+             "in_progress": record.get("status") == IN_PROGRESS,
              "scored_s": round(time.perf_counter() - t0, 1)}
         )  # fmt: skip
     return rows

@@ -12,6 +12,7 @@ import click
 
 from grouping.cli.output import console, progress_bar
 from grouping.figures.segment import segment
+from grouping.rundir.folder import IN_PROGRESS
 from grouping.rundir.pretrained import pretrained_models, shipped_record
 
 
@@ -106,7 +107,7 @@ def pretrained_command(as_json: bool) -> None:
             for v in (row["test_ami"], row["scores"]["mean_over_steps"])
         )
         paper = row["paper"]["ami"]
-        running = "; its run was still training" if row["status"] == "in progress" else ""
+        running = "; its run was still training" if row["status"] == IN_PROGRESS else ""
         click.echo(
             f"{row['name']}  {row['dataset']}, {row['updater']}, test AMI {ami} (mean over steps "
             f"{over}){'' if paper is None else f', paper {paper:.3f}'}{running}"

@@ -21,13 +21,11 @@ from grouping.config.loading import read_toml
 from grouping.errors import RunDirError
 from grouping.evaluation.api import evaluate
 from grouping.rundir.checkpoint import load_checkpoint
-from grouping.rundir.folder import CONFIG, SUMMARY
+from grouping.rundir.folder import CONFIG, IN_PROGRESS, STAGE_KEYS, SUMMARY, stage_folders
 from grouping.rundir.pretrained import tested_checkpoint
 
-#: ``summary.json``'s status for a run that is still training.
-IN_PROGRESS = "in progress"
-#: The stage record keys of a stage-wise summary (as :mod:`grouping.training.stages` writes them).
-STAGE_KEYS = ("test", "epochs", "best_epoch", "best_valid_loss", "train_s", "train_images_per_s")
+__all__ = ["IN_PROGRESS", "is_finished", "newest_model", "snapshot"]
+
 #: What ``grouping.evaluate`` adds to the test scores a trained run records.
 EVALUATE_EXTRAS = ("run_dir", "checkpoint", "epoch", "split", "changed", "config")
 
@@ -35,12 +33,6 @@ EVALUATE_EXTRAS = ("run_dir", "checkpoint", "epoch", "split", "changed", "config
 def is_finished(run_dir: Path) -> bool:
     """Whether a run (or stage-wise run) trained to its end and wrote its summary."""
     return (run_dir / SUMMARY).is_file()
-
-
-def stage_folders(root: Path) -> list[Path]:
-    """A stage-wise run's stage folders in the plan's order; none for a plain run."""
-    stages = read_toml(root / CONFIG).get("stages") or []
-    return [root / str(s["name"]) for s in stages if isinstance(s, dict) and s.get("name")]
 
 
 def newest_model(root: Path) -> tuple[Path, list[Path]]:
@@ -62,11 +54,10 @@ def stage_record(folder: Path) -> dict[str, Any]:
     return {"name": folder.name} | {k: summary.get(k) for k in STAGE_KEYS}
 
 
-def current_record(folder: Path, device: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def current_record(folder: Path, device: str) -> dict[str, Any]:
     """The stage still training: its best checkpoint scored on the test split now, and its
-    training so far from that checkpoint's state. Returns (stage record, its config)."""
+    training so far from that checkpoint's state."""
     scores = evaluate(folder, checkpoint="best", device=device)
-    config = scores["config"]
     state = load_checkpoint(folder / "checkpoints" / "best.pt").get("train_state", {})
     seconds = float(state.get("train_seconds", 0.0))
     record = {
@@ -78,7 +69,7 @@ def current_record(folder: Path, device: str) -> tuple[dict[str, Any], dict[str,
         "train_s": seconds,
         "train_images_per_s": float(state.get("train_images", 0)) / seconds if seconds else 0.0,
     }
-    return record, config
+    return record
 
 
 def snapshot(run_dir: Path | str, out: Path | str, device: str = "cpu") -> Path:
@@ -98,7 +89,7 @@ def snapshot(run_dir: Path | str, out: Path | str, device: str = "cpu") -> Path:
         last_summary = json.loads((folder / SUMMARY).read_text(encoding="utf-8"))
         epoch = records[-1]["epochs"]
     else:
-        record, _ = current_record(folder, device)
+        record = current_record(folder, device)
         records.append(record)
         checkpoint = folder / "checkpoints" / "best.pt"
         last_summary = json.loads((before[-1] / SUMMARY).read_text("utf-8")) if before else {}

@@ -11,7 +11,8 @@ even that moves it by :data:`MAX_AMI_CHANGE` or more.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -89,33 +90,28 @@ def ship_checked(
     if unknown or not dtypes:
         raise RunDirError(f"unknown weight dtype {unknown}; valid: {', '.join(HALF_DTYPES)}")
     source = resolve_run(run_dir)
-    if is_finished(source):
-        return _ship_checked(source, source, name, samples, dtypes, record or {}, root, device)
-    with tempfile.TemporaryDirectory(prefix="grouping-snapshot-") as tmp:
-        folder = snapshot(source, Path(tmp) / name, device)
-        return _ship_checked(folder, source, name, samples, dtypes, record or {}, root, device)
-
-
-def _ship_checked(
-    run_dir: Path,
-    label: Path,
-    name: str,
-    samples: int,
-    dtypes: Sequence[str],
-    record: dict[str, Any],
-    root: Path,
-    device: str,
-) -> Path:
-    check = precision_check(loaded(run_dir, samples, device), dtypes)
-    best = min(dtypes, key=lambda d: check[d]["change"])
-    if check[best]["change"] >= MAX_AMI_CHANGE:
-        raise RunDirError(
-            f"not shipped: storing {label} in {best} changes its test AMI by "
-            f"{check[best]['change']:.4f}, at least {MAX_AMI_CHANGE}; keep it in float32"
-        )
-    check["chosen"] = best
-    target = ship(run_dir, name, dtype=best, record={**record, "precision_check": check}, root=root)
+    with finished_form(source, name, device) as folder:
+        check = precision_check(loaded(folder, samples, device), dtypes)
+        best = min(dtypes, key=lambda d: check[d]["change"])
+        if check[best]["change"] >= MAX_AMI_CHANGE:
+            raise RunDirError(
+                f"not shipped: storing {source} in {best} changes its test AMI by "
+                f"{check[best]['change']:.4f}, at least {MAX_AMI_CHANGE}; keep it in float32"
+            )
+        check["chosen"] = best
+        meta = {**(record or {}), "precision_check": check}
+        target = ship(folder, name, dtype=best, record=meta, root=root)
     shipped = scored(loaded(target, samples, device))
     if max(abs(shipped[k] - check[best][k]) for k in shipped) > 1e-9:
         raise RunDirError(f"{target} scores {shipped} as loaded, not {check[best]}: ship again")
     return target
+
+
+@contextmanager
+def finished_form(run_dir: Path, name: str, device: str) -> Iterator[Path]:
+    """A finished run as it is; a run still training as a snapshot in a temporary folder."""
+    if is_finished(run_dir):
+        yield run_dir
+        return
+    with tempfile.TemporaryDirectory(prefix="grouping-snapshot-") as tmp:
+        yield snapshot(run_dir, Path(tmp) / name, device)

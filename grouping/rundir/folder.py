@@ -30,6 +30,10 @@ from grouping.rundir.lock import LOCK_NAME, RunLock
 CONFIG = "config.toml"
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
+#: What a stage-wise ``summary.json`` keeps of each stage's own summary.
+STAGE_KEYS = ("test", "epochs", "best_epoch", "best_valid_loss", "train_s", "train_images_per_s")
+#: ``summary.json``'s status for a run still training (a snapshot shipped from it).
+IN_PROGRESS = "in progress"
 
 
 @dataclass
@@ -236,15 +240,22 @@ def clear_dead_start(path: Path) -> None:
             shutil.rmtree(folder)
 
 
+def stage_folders(path: Path) -> list[Path]:
+    """A stage-wise run's stage folders in its plan's order (its config's ``stages``); none for a
+    plain run, a folder without a config, or a plan with a stage name that is not a folder name."""
+    config = path / CONFIG
+    # the raw file is enough to find the stages; validating it is the caller's business
+    stages = read_toml(config).get("stages") if config.is_file() else None
+    if not isinstance(stages, list):
+        return []
+    names = [s.get("name") if isinstance(s, dict) else None for s in stages]
+    if not all(isinstance(n, str) and n and n not in (".", "..") for n in names):
+        return []
+    return [path / str(n) for n in names]
+
+
 def final_run(path: Path) -> Path:
     """The run folder that holds a run's weights: the last stage's for a stage-wise run (whose
     config has ``stages``), the folder itself otherwise."""
-    config = path / CONFIG
-    if config.is_file():
-        # the raw file is enough to find the stages; validating it is the caller's business
-        stages = read_toml(config).get("stages")
-        last = stages[-1] if isinstance(stages, list) and stages else None
-        name = last.get("name") if isinstance(last, dict) else None
-        if isinstance(name, str) and name and name not in (".", ".."):
-            return final_run(path / name)
-    return path
+    stages = stage_folders(path)
+    return final_run(stages[-1]) if stages else path

@@ -25,7 +25,7 @@ from grouping.config.schema import RunConfig, validate
 from grouping.engine.assembly import resolve
 from grouping.errors import ConfigError, GroupingError, RunDirError
 from grouping.plugin_api.registry import Registry
-from grouping.rundir.folder import CONFIG, SUMMARY, RunDir
+from grouping.rundir.folder import CONFIG, STAGE_KEYS, SUMMARY, RunDir
 from grouping.training import distributed
 from grouping.training.reporting import Reporter, SilentReporter
 from grouping.training.resume import prepare_resume, read_today, resumable
@@ -115,10 +115,6 @@ def run_stage(
     if auto and resumable(folder):
         return prepare_resume(folder, registry=registry).run(reporter, tensorboard)
     return train_run(config, folder, reporter, registry, tensorboard)
-
-
-#: What the stage-wise summary keeps of each stage's own summary.
-STAGE_KEYS = ("test", "epochs", "best_epoch", "best_valid_loss", "train_s", "train_images_per_s")
 
 
 def stage_record(name: str, result: RunResult) -> dict[str, Any]:
