@@ -190,14 +190,14 @@ def book(probe: ThreadProbe, state: TrainState, seconds: list[float]) -> list[An
     return seen
 
 
-def test_a_window_under_a_third_of_the_probed_rate_probes_again_and_switches() -> None:
+def test_a_window_under_half_the_probed_rate_probes_again_and_switches() -> None:
     # the first probe keeps 2 threads at 256 img/s (one thread: 128)
     probe, state, _ = probe_with([2.0, 0.5, 0.5, 0.5, 0.25, 0.25])
     assert state.threads == 2 and not probe.active
-    # a batch untimed after the choice, then 8 at 256 img/s (one 2 s window) and 3 at 96 img/s:
-    # slower, not under a third, nothing changes
-    assert book(probe, state, [0.25] * 9 + [2 / 3] * 3) == [(2, None)] * 12
-    # other jobs start: 3 batches at 64 img/s (under a third of 256) end a window: probe again
+    # a batch untimed after the choice, then 8 at 256 img/s (one 2 s window) and 4 at 128 img/s:
+    # slower, half and not under it, nothing changes
+    assert book(probe, state, [0.25] * 9 + [0.5] * 4) == [(2, None)] * 13
+    # other jobs start: 3 batches at 64 img/s (under half of 256) end a window: probe again
     assert book(probe, state, [1.0] * 3) == [(2, None)] * 3
     assert probe.active and torch.get_num_threads() == 1
     # one untimed and three timed batches with one thread (128 img/s), then 2 threads crawl
@@ -376,18 +376,22 @@ class LoadAfter(Lines):
             self.jobs.start()
 
 
-def test_jobs_started_after_the_first_epoch_switch_the_run_to_the_one_thread_rate(
+def test_jobs_started_after_the_first_epoch_leave_the_run_near_the_one_thread_rate(
     tmp_path: Path, hogs: Hogs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The issue's run: started idle, two single-thread torch jobs start after its first epoch; the
-    watch sees the rate fall under a third of the probed one, probes again and switches, and the
-    epochs after the switch train within 1.5x of a run with ``train.threads=1`` beside the same
-    jobs. The ratio is printed (docs/performance.md records it).
+    epochs after that train within 1.5x of a run with ``train.threads=1`` beside the same jobs.
+    The ratio is printed (docs/performance.md records it).
+
+    How the run gets there depends on how this machine shares its cores. Where two threads crawl
+    beside the jobs (spinning OpenMP threads descheduled: 190 to 8 images/s here), the watch sees
+    a window under ``1 / DROP`` of the probed rate, probes again by epoch 3 and keeps the faster
+    count; the ratio is over the epochs after that probe. Where they only lose a little (the CI
+    machine once kept two threads at over a third of their rate), no probe is due and the ratio is
+    over epochs 2-4. The watch itself is checked exactly on a fake clock above.
 
     "Started idle" is what the first probe records: all cores kept, at ``MARGIN`` times one
-    thread's rate (what they must reach to be kept), whatever this machine's load is now. On a
-    machine that is busy already, all cores crawl before the jobs start and the switch comes in
-    epoch 1; the comparison is over the epochs after the switch either way."""
+    thread's rate (what they must reach to be kept), whatever this machine's load is now."""
     cores = len(os.sched_getaffinity(0))
     if cores < 2:
         pytest.skip("one core: there is no thread count to switch")
@@ -407,17 +411,19 @@ def test_jobs_started_after_the_first_epoch_switch_the_run_to_the_one_thread_rat
     epochs = [*LOADED, "dataset.train_size=512", "train.epochs=4"]
     adapted = train(build_config("quickstart", assignments=epochs), tmp_path / "adapted", reporter)
     chose = [line for line in reporter.lines if line.startswith("threads: ")]
-    assert len(chose) >= 2 and "when probed again" in chose[1], reporter.lines
-    switch = reporter.chose_in[1]
+    assert chose and "on the first batches" in chose[0], reporter.lines
+    assert all("when probed again" in line for line in chose[1:]), reporter.lines
+    switch = reporter.chose_in[1] if len(chose) > 1 else 1
     assert switch <= 3, reporter.lines
     one_config = build_config("quickstart", assignments=[*epochs, "train.threads=1"])
     one = train(one_config, tmp_path / "one")
-    after = range(switch + 1, 5)  # the epochs after the switch
+    after = range(switch + 1, 5)  # the epochs after the probe again, or all with the jobs
     ratio = sum(epoch_rate(one.path, e) for e in after) / sum(
         epoch_rate(adapted.path, e) for e in after
     )
     print(
-        f"\n{chose[1:]} (epoch {switch})\nepochs {list(after)}: threads=1 / adapted = {ratio:.2f}"
+        f"\n{chose[1:] or 'no probe again'} (epoch {switch})\n"
+        f"epochs {list(after)}: threads=1 / adapted = {ratio:.2f}"
     )
     assert ratio <= 1.5
 

@@ -15,7 +15,7 @@ resumed run keeps the count instead of probing again) and into ``summary.json``.
 
 The load can change after the probe: in a run started on an idle machine, two threads fell from 190
 to 8 images/s when other jobs started minutes later. So the probe keeps watching: when a window of
-batches (``WINDOW_S`` seconds, at least ``WINDOW`` batches) trains under ``1 / SLOW`` of the rate
+batches (``WINDOW_S`` seconds, at least ``WINDOW`` batches) trains under ``1 / DROP`` of the rate
 the chosen count had, it probes again on the next batches and says what it chose in one line (one
 thread that slows is kept: more threads would crawl). A resumed run watches the same way, against
 the rates in its checkpoint.
@@ -39,9 +39,14 @@ TIMED = 3
 #: machine, and much less than many when load comes later.
 MARGIN = 1.1
 #: A batch with more threads this many times slower than one thread's rate decides at once (a busy
-#: machine: each such batch costs as much as several with one thread); a window of batches this
-#: many times slower than the probe measured for the chosen count probes again.
+#: machine: each such batch costs as much as several with one thread); an epoch this many times
+#: slower than the probe measured is warned of.
 SLOW = 3.0
+#: A window of batches this many times slower than the probe measured for the chosen count probes
+#: again. Half, not a third: on a 2-core machine two threads that kept a near tie with one lost a
+#: factor of 2 to 3 when two jobs started (the CI machine), and then one thread may be faster; a
+#: probe again costs a few batches, and an idle machine's windows do not halve.
+DROP = 2.0
 #: The window the rate is watched over after the probe: at least this many batches and seconds
 #: (the first batch after a resume is not timed), so that one slow batch does not start a probe.
 WINDOW = 3
@@ -86,7 +91,7 @@ class ThreadProbe:
     """Times the first batches: ``WARMUP`` untimed and ``TIMED`` timed ones with one thread, then
     up to ``TIMED`` with ``many`` until :func:`decided` says which count to keep. One thread
     goes first so that a count that crawls on a busy machine is the one cut short. After the
-    choice it watches the rate over windows of batches and probes again when one is ``SLOW``
+    choice it watches the rate over windows of batches and probes again when one is ``DROP``
     times slower than the chosen count's probed rate. A probe without ``many`` does nothing.
 
     The trainer calls :meth:`start` when an epoch starts (validation between epochs is not timed)
@@ -170,7 +175,7 @@ class ThreadProbe:
         return line
 
     def _watch(self, images: int, seconds: float, state: TrainState) -> None:
-        """Add a batch to the window; when it is full, probe again if it trained under ``1 / SLOW``
+        """Add a batch to the window; when it is full, probe again if it trained under ``1 / DROP``
         of the rate the chosen count (more than one thread) had when probed."""
         w = self.window
         w[0], w[1], w[2] = w[0] + images, w[1] + seconds, w[2] + 1
@@ -178,7 +183,7 @@ class ThreadProbe:
             return
         rate, self.window = w[0] / w[1], [0.0, 0.0, 0]
         probed = state.thread_rates.get(state.threads) if state.threads else None
-        if probed is None or rate >= probed / SLOW or state.threads == 1:
+        if probed is None or rate >= probed / DROP or state.threads == 1:
             return  # one thread that slows has no fewer to go to; more would crawl
         self.slowed, self.many, self.seen = (rate, probed), self.cores, 0
         self.one, self.more = [], []

@@ -179,6 +179,7 @@ class Trainer:
                     now = time.perf_counter()
                     s.epoch_seconds, start = s.epoch_seconds + now - start, now
                     self.save_last()
+                    self.threads.start()  # the save is not a batch: the watch must not time it
                 if stop or late:
                     outcome = "stop" if stop else "deadline"
                     break
