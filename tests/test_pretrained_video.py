@@ -52,6 +52,7 @@ def test_every_shipped_model_loads_and_scores_near_its_listed_test_ami(name: str
     [
         ("flying-shapes-3", "flying-shapes", 3, 0.970),
         ("flying-shapes-5", "flying-shapes", 5, 0.878),
+        ("flying-mnist", "flying-mnist", 2, 0.819),
         ("flying-mnist-stagewise", "flying-mnist", 2, 0.917),
     ],
 )

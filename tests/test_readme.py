@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-MAX_LINES = 250  # the README's target is 200; past this the test fails
+MAX_LINES = 200  # a front door: what it is, two commands, the results, a trained model, links
 
 #: Run codenames of the lab notebook (docs/experiments/, once docs/reproduction.md). They name run
 #: folders on a developer's machine and mean nothing to a reader of the README.
@@ -19,7 +19,7 @@ b0 a01 a02 a03 a04 a05 a06 a065 a08 r1 f1 f2 f3 r2 s1 r3 r3b t55 r5 m1 m3 m4 m5 
 m7 p1 t1cpu m8 q1 m9 m10 m11 a-decay c-smooth t1b t1c m13 sw qfm pn pn2 mh64 iw2 ms05 m1d t1k1
 ft-sharp ft-early sf05 ms035 pn3 pn4 pn4b mc1 mc2 gg mb1 pb64 ms03 ms03a mbin mbin-nocur mbin2 mmu
 mbf1 mbf3 mbf4 msw sbf3 fmc mbf45 fh250 fdec t1k5 t1k5b t1k5e msw4 fmb11 ftn2 ftsh fk3 fiw2 fiw05
-fpn fpnc fpnd fmb12 t1k5c t1k5d fpne fpnf fmb13 fs3s1 fmcs1 mswpn fmb14 diag
+fpn fpnc fpnd fmb12 t1k5c t1k5d fpne fpnf fmb13 fs3s1 fmcs1 mswpn fmb14 diag fs3pn fs5 fmsw fmd
 """
 #: A run's own section in the notebook: ``### fpne, fpnf — ...``.
 RUN_HEADING = re.compile(r"^#{2,4} ([a-z0-9-]+(?:, [a-z0-9-]+)*) — ", re.MULTILINE)
