@@ -17,9 +17,10 @@ from grouping.cli import segment
 from grouping.cli.main import cli
 from grouping.config.loading import build_config
 from grouping.errors import RunDirError
-from grouping.evaluation.running import IN_PROGRESS, newest_model, snapshot
+from grouping.evaluation.running import newest_model, snapshot
 from grouping.evaluation.stored import ship_checked
 from grouping.rundir.checkpoint import load_checkpoint
+from grouping.rundir.folder import IN_PROGRESS
 from grouping.rundir.pretrained import shipped_record
 from grouping.training.api import train
 from tests.conftest import TINY

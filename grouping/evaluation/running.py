@@ -24,8 +24,6 @@ from grouping.rundir.checkpoint import load_checkpoint
 from grouping.rundir.folder import CONFIG, IN_PROGRESS, STAGE_KEYS, SUMMARY, stage_folders
 from grouping.rundir.pretrained import tested_checkpoint
 
-__all__ = ["IN_PROGRESS", "is_finished", "newest_model", "snapshot"]
-
 #: What ``grouping.evaluate`` adds to the test scores a trained run records.
 EVALUATE_EXTRAS = ("run_dir", "checkpoint", "epoch", "split", "changed", "config")
 
